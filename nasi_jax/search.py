@@ -1,0 +1,486 @@
+"""Algorithm 1 of NASI as pure, jit-compiled functions; many seeds in one compiled call.
+
+For each seed: one initialisation ``theta_0`` of the supernet, logits ``alpha_0 = 0``
+(``[E, K]`` edges x ops) and, for ``t = 1 .. T``::
+
+    D_t ~ batch (b examples, per the data mode),   g_t ~ Gumbel(0, 1)^{E x K}
+    A_t = A(alpha_0, g_t)                         (Gumbel-softmax, hard straight-through)
+    G_t = grad_alpha R(A_t) at alpha_0,   R = s - mu * max(0, s - nu_t)        (13)
+
+where ``s = ||grad_theta mean_b l||^2`` (eq. 12) at ``theta_0`` — so ``G_t`` is a
+second-order gradient: ``jax.grad`` over ``alpha`` of a function that calls ``jax.grad``
+over ``theta``. Then (eq. 18, :func:`eq18_update`)::
+
+    Delta* = (xi / T) sum_t G_t / max(||G_1||, ..., ||G_t||),   alpha* = alpha_0 + Delta*
+
+and the selected cell is the per-edge argmax of ``alpha*``. ``alpha`` is not updated
+inside the loop: every ``G_t`` is taken at ``alpha_0``.
+
+The T steps run in one ``lax.scan``; the S seeds in one call (``lax.map`` by default,
+``vmap`` on request): one compilation per search whatever S. Keys: seed ``s`` uses
+``PRNGKey(s)`` split into (init, loop); step ``t`` uses ``fold_in(loop, t)``.
+
+Example:
+    >>> cfg = SearchConfig(steps=2, batch_size=4, channels=4, cells_per_stage=1, image_size=8)
+    >>> res = run_search(cfg, seeds=[0, 1])
+    >>> res.ops.shape, len(res.arch_strs)
+    ((2, 6), 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nasi_jax import data as data_lib
+from nasi_jax import ntk, objective, relax
+from nasi_jax.spaces import get_space, nb201
+
+__all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
+           "run_search", "search_fn", "clear_cache", "objective_and_grad", "NonFiniteScoreError", "TRACE_COUNT"]
+
+BN_MODES = ("train", "eval")
+SEED_BATCHING = ("map", "vmap")
+LOOPS = ("auto", "scan", "host")
+GRAD_MODES = ("fwd-rev", "rev-rev")
+
+# Incremented each time the per-seed search is traced (== compiled): tests read it.
+TRACE_COUNT = {"search": 0}
+
+
+class NonFiniteScoreError(FloatingPointError):
+    """A trace estimate or gradient came out NaN/inf."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a NASI search (hashable: it is a static jit argument).
+
+    Attributes:
+        space: search space name (``nb201``).
+        steps: T, number of sampled architectures / gradients.
+        batch_size: b, examples per mini-batch.
+        mu: penalty coefficient of eq. 13.
+        nu: the ceiling (NASI-FIX) or its initial value (NASI-ADA).
+        nu_mode: ``fixed`` or ``adaptive`` (see :mod:`nasi_jax.objective`).
+        tau: Gumbel-softmax temperature.
+        hard: straight-through hard samples (default) or soft samples.
+        xi: radius of eq. 17-18 (scales alpha*; does not change the argmax).
+        data: ``random`` | ``random-labels`` | ``real`` (see :mod:`nasi_jax.data`).
+        channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5, 10, 32).
+        init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
+        bn_mode: ``train`` (batch statistics, default) or ``eval`` (running statistics).
+        seed_batching: ``map`` (lax.map: seeds one after another in one program; fastest on
+            CPU) or ``vmap``.
+        loop: ``scan`` (all T steps and S seeds in one compiled program), ``host`` (one
+            compiled step called T times per seed from Python, for XLA:CPU, whose
+            convolutions run 10-60x slower inside a loop body: jax issue #12868), or ``auto``
+            (``host`` on CPU, ``scan`` elsewhere). Both give the same result.
+        grad_mode: how the second-order gradient is taken (:func:`objective_and_grad`).
+    """
+
+    space: str = "nb201"
+    steps: int = 100
+    batch_size: int = 64
+    mu: float = 2.0
+    nu: float = 100.0
+    nu_mode: str = "fixed"
+    tau: float = 1.0
+    hard: bool = True
+    xi: float = 1.0
+    data: str = "random"
+    channels: int = 16
+    cells_per_stage: int = 5
+    num_classes: int = 10
+    image_size: int = 32
+    init_scheme: str = "pytorch"
+    bn_mode: str = "train"
+    seed_batching: str = "map"
+    loop: str = "auto"
+    grad_mode: str = "fwd-rev"
+
+    def validate(self) -> "SearchConfig":
+        """Raise ValueError with a fix for every impossible setting; return self."""
+        get_space(self.space)
+        checks = [
+            (isinstance(self.steps, int) and self.steps > 0, f"steps must be a positive integer, got {self.steps!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size > 0,
+             f"batch_size must be a positive integer, got {self.batch_size!r}"),
+            (np.isfinite(self.mu) and self.mu >= 0, f"mu must be a finite number >= 0, got {self.mu!r}"),
+            (np.isfinite(self.nu) and self.nu > 0, f"nu must be a finite number > 0, got {self.nu!r}"),
+            (self.nu_mode in objective.NU_MODES, f"nu_mode must be one of {objective.NU_MODES}, got {self.nu_mode!r}"),
+            (np.isfinite(self.tau) and self.tau > 0, f"tau must be > 0, got {self.tau!r}"),
+            (np.isfinite(self.xi) and self.xi > 0, f"xi must be > 0, got {self.xi!r}"),
+            (self.data in data_lib.DATA_MODES, f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}"),
+            (self.channels > 0 and self.cells_per_stage >= 0 and self.num_classes > 1,
+             "channels must be > 0, cells_per_stage >= 0 and num_classes > 1"),
+            (self.image_size >= 4 and self.image_size % 4 == 0,
+             f"image_size must be a multiple of 4 (two stride-2 reductions), got {self.image_size}"),
+            (self.init_scheme in ("pytorch", "flax"), f"init_scheme must be 'pytorch' or 'flax', got {self.init_scheme!r}"),
+            (self.bn_mode in BN_MODES, f"bn_mode must be one of {BN_MODES}, got {self.bn_mode!r}"),
+            (self.loop in LOOPS, f"loop must be one of {LOOPS}, got {self.loop!r}"),
+            (self.grad_mode in GRAD_MODES, f"grad_mode must be one of {GRAD_MODES}, got {self.grad_mode!r}"),
+            (self.seed_batching in SEED_BATCHING, f"seed_batching must be one of {SEED_BATCHING}, got {self.seed_batching!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        if self.data == "real" and self.num_classes != data_lib.NUM_CLASSES:
+            raise ValueError(f"data='real' uses CIFAR-10 labels: num_classes must be "
+                             f"{data_lib.NUM_CLASSES}, got {self.num_classes}")
+        if self.data != "random" and self.image_size != data_lib.IMAGE_SHAPE[0]:
+            raise ValueError(f"CIFAR-10 images are {data_lib.IMAGE_SHAPE[0]}x{data_lib.IMAGE_SHAPE[0]}; "
+                             f"image_size must be {data_lib.IMAGE_SHAPE[0]} with data={self.data!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- eq. 18
+
+class Eq18State(NamedTuple):
+    """``total = sum_t G_t / max_{i<=t} ||G_i||``, ``max_norm``, ``count`` (a pytree)."""
+
+    total: jax.Array
+    max_norm: jax.Array
+    count: jax.Array
+
+
+def eq18_init(alpha: jax.Array) -> Eq18State:
+    """Empty accumulator shaped like ``alpha``."""
+    return Eq18State(jnp.zeros_like(alpha), jnp.zeros((), alpha.dtype), jnp.zeros((), jnp.int32))
+
+
+def eq18_update(state: Eq18State, g: jax.Array) -> Eq18State:
+    """Add ``G_t / max(||G_1||, ..., ||G_t||)`` (a zero gradient adds nothing)."""
+    m = jnp.maximum(state.max_norm, jnp.linalg.norm(g))
+    scaled = jnp.where(m > 0, g / jnp.where(m > 0, m, 1.0), jnp.zeros_like(g))
+    return Eq18State(state.total + scaled, m, state.count + 1)
+
+
+def eq18_delta(state: Eq18State, xi: float = 1.0) -> jax.Array:
+    """``Delta* = (xi / T) * total`` (eq. 18)."""
+    return xi * state.total / jnp.maximum(state.count, 1).astype(state.total.dtype)
+
+
+# --------------------------------------------------------------------------- one seed
+
+class StepMetrics(NamedTuple):
+    s: jax.Array          # trace estimate s(A_t)
+    R: jax.Array          # penalised objective
+    nu: jax.Array         # ceiling used at step t
+    grad_norm: jax.Array  # ||G_t||
+    sampled: jax.Array    # [E] op indices of A_t
+
+
+class SeedOutput(NamedTuple):
+    alpha_star: jax.Array  # [E, K]
+    ops: jax.Array         # [E]
+    history: StepMetrics   # each [T] (sampled: [T, E])
+
+
+def make_network(cfg: SearchConfig):
+    """The supernet of ``cfg`` (a Flax module taking ``arch_weights``)."""
+    return nb201.NB201Network(cfg.channels, cfg.cells_per_stage, cfg.num_classes,
+                              init_scheme=cfg.init_scheme)
+
+
+def make_apply(net, batch_stats, bn_mode: str) -> Callable:
+    """Pure ``f(params, x, arch_weights) -> logits`` with BatchNorm in ``bn_mode``."""
+    def f(params, x, arch_weights):
+        variables = {"params": params, "batch_stats": batch_stats}
+        if bn_mode == "train":
+            logits, _ = net.apply(variables, x, arch_weights, train=True, mutable=["batch_stats"])
+            return logits
+        return net.apply(variables, x, arch_weights, train=False)
+    return f
+
+
+_progress_hook: list[Callable[[int, int], None] | None] = [None]
+
+
+def _report(seed_index, step):
+    hook = _progress_hook[0]
+    if hook is not None:
+        hook(int(seed_index), int(step))
+
+
+def objective_and_grad(f: Callable, params, alpha: jax.Array, g: jax.Array, x: jax.Array,
+                       y: jax.Array, nu: jax.Array, cfg: SearchConfig):
+    """``(R, s, G)`` with ``G = grad_alpha R(A(alpha, g))`` (one step of Algorithm 1).
+
+    ``f(params, x, arch_weights) -> logits``. With ``cfg.grad_mode == 'fwd-rev'`` (default)
+    the second-order term uses ``grad_A s = 2 grad_A <grad_theta L(theta, A), v>`` at
+    ``v = grad_theta L`` held fixed: a reverse pass over a forward-mode directional
+    derivative (one JVP in theta), cheaper than differentiating the backward pass.
+    ``'rev-rev'`` is the literal ``jax.grad`` of a function that calls ``jax.grad``; both
+    give the same G (tested).
+    """
+    sample = lambda a: relax.relaxed_sample(a, g, tau=cfg.tau, hard=cfg.hard)
+    loss = lambda p, A: ntk.cross_entropy(f(p, x, A), y)
+    if cfg.grad_mode == "rev-rev":
+        def obj(a):
+            s = ntk.tree_sq_norm(jax.grad(loss)(params, sample(a)))
+            return objective.penalised(s, cfg.mu, nu), s
+        (R, s), G = jax.value_and_grad(obj, has_aux=True)(alpha)
+        return R, s, G
+    A, sample_vjp = jax.vjp(sample, alpha)
+    v = jax.grad(loss)(params, A)
+    s = ntk.tree_sq_norm(v)
+    directional = lambda A_: jax.jvp(lambda p: loss(p, A_), (params,), (v,))[1]
+    ds_dA = 2.0 * jax.grad(directional)(A)
+    dR_ds = 1.0 - cfg.mu * (s > nu).astype(s.dtype)  # d/ds [s - mu * max(0, s - nu)]
+    (G,) = sample_vjp(dR_ds * ds_dA)
+    return objective.penalised(s, cfg.mu, nu), s, G
+
+
+class SeedState(NamedTuple):
+    """Per-seed search state (a pytree): theta_0, BN statistics, keys and accumulators."""
+
+    params: Any
+    batch_stats: Any
+    loop_key: jax.Array
+    eq18: Eq18State
+    nu: objective.NuState
+
+
+def init_state(cfg: SearchConfig, key: jax.Array) -> SeedState:
+    """Initialise ``theta_0`` of the supernet from ``key`` (split into init / loop keys)."""
+    E, K = nb201.NUM_EDGES, nb201.NUM_OPS
+    init_key, loop_key = jax.random.split(key)
+    net = make_network(cfg)
+    x0 = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
+    variables = net.init(init_key, x0, jnp.zeros((E, K)), train=False)
+    return SeedState(variables["params"], variables["batch_stats"], loop_key,
+                     eq18_init(jnp.zeros((E, K), jnp.float32)), objective.nu_init(cfg.nu))
+
+
+def search_step(cfg: SearchConfig, state: SeedState, t: jax.Array, images, labels
+                ) -> tuple[SeedState, StepMetrics]:
+    """Step ``t`` of Algorithm 1 for one seed: sample D_t and g_t, take G_t at alpha_0 = 0."""
+    TRACE_COUNT["search"] += 1
+    E, K = nb201.NUM_EDGES, nb201.NUM_OPS
+    f = make_apply(make_network(cfg), state.batch_stats, cfg.bn_mode)
+    alpha0 = jnp.zeros((E, K), jnp.float32)
+    data_key, gumbel_key = jax.random.split(jax.random.fold_in(state.loop_key, t))
+    x, y = data_lib.sample_batch(data_key, cfg.batch_size, mode=cfg.data, images=images,
+                                 labels=labels, num_classes=cfg.num_classes,
+                                 image_shape=(cfg.image_size, cfg.image_size, 3))
+    g = relax.gumbel_noise(gumbel_key, (E, K))
+    nu = objective.current_nu(state.nu, cfg.nu_mode)
+    R, s, G = objective_and_grad(f, state.params, alpha0, g, x, y, nu, cfg)
+    metrics = StepMetrics(s, R, nu, jnp.linalg.norm(G), jnp.argmax(alpha0 + g, axis=-1))
+    state = state._replace(eq18=eq18_update(state.eq18, G), nu=objective.nu_update(state.nu, s))
+    return state, metrics
+
+
+def finalize(cfg: SearchConfig, state: SeedState) -> tuple[jax.Array, jax.Array]:
+    """``alpha* = alpha_0 + Delta*`` (eq. 18) and the per-edge argmax ``[E]``."""
+    alpha_star = eq18_delta(state.eq18, cfg.xi)
+    return alpha_star, jnp.argmax(alpha_star, axis=-1)
+
+
+def _search_one(cfg: SearchConfig, key: jax.Array, seed_index: jax.Array, images, labels
+                ) -> SeedOutput:
+    """All T steps of one seed in one ``lax.scan`` (the accelerator path)."""
+    def body(state, t):
+        state, metrics = search_step(cfg, state, t, images, labels)
+        jax.debug.callback(_report, seed_index, t)
+        return state, metrics
+
+    state, history = jax.lax.scan(body, init_state(cfg, key), jnp.arange(cfg.steps))
+    return SeedOutput(*finalize(cfg, state), history)
+
+
+def _search_many(cfg: SearchConfig, keys: jax.Array, images, labels) -> SeedOutput:
+    idx = jnp.arange(keys.shape[0])
+    if cfg.seed_batching == "vmap":
+        return jax.vmap(lambda k, i: _search_one(cfg, k, i, images, labels))(keys, idx)
+    return jax.lax.map(lambda ki: _search_one(cfg, ki[0], ki[1], images, labels), (keys, idx))
+
+
+search_fn = jax.jit(_search_many, static_argnums=0)
+"""``search_fn(cfg, keys [S, 2], images, labels) -> SeedOutput``: the whole search, one program."""
+
+
+_COMPILED: dict = {}
+
+
+def clear_cache() -> None:
+    """Forget the compiled searches kept by :func:`run_search` (keyed by config and shapes)."""
+    _COMPILED.clear()
+
+
+def _host_fns(cfg: SearchConfig):
+    """Compiled ``init``, ``step`` and ``finalize`` for the host-driven loop."""
+    if cfg.seed_batching == "vmap":
+        init = jax.jit(jax.vmap(lambda k: init_state(cfg, k)))
+        step = jax.jit(jax.vmap(lambda st, t, im, lb: search_step(cfg, st, t, im, lb),
+                                in_axes=(0, None, None, None)))
+        fin = jax.jit(jax.vmap(lambda st: finalize(cfg, st)))
+    else:
+        init = jax.jit(lambda k: init_state(cfg, k))
+        step = jax.jit(lambda st, t, im, lb: search_step(cfg, st, t, im, lb))
+        fin = jax.jit(lambda st: finalize(cfg, st))
+    return init, step, fin
+
+
+# --------------------------------------------------------------------------- driver
+
+@dataclasses.dataclass
+class SearchResult:
+    """Outcome of :func:`run_search` (numpy arrays, leading axis = seeds)."""
+
+    config: SearchConfig
+    seeds: list[int]
+    alpha_star: np.ndarray       # [S, E, K]
+    ops: np.ndarray              # [S, E]
+    arch_strs: list[str]
+    history: dict[str, np.ndarray]  # s, R, nu, grad_norm: [S, T]; sampled: [S, T, E]
+    compile_time_s: float   # 0 when a compiled search was reused
+    run_time_s: float
+    loop: str = "scan"      # the loop strategy used (``scan`` or ``host``)
+
+
+class _Progress:
+    """One-line progress on stderr: steps done over all seeds, rate and ETA."""
+
+    def __init__(self, total: int, stream=sys.stderr, every_s: float = 1.0):
+        self.total, self.stream, self.every_s = total, stream, every_s
+        self.done, self.t0, self.last = 0, time.perf_counter(), 0.0
+
+    def start(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self, seed_index: int, step: int):
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            el = now - self.t0
+            rate = self.done / el if el > 0 else 0.0
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            self.stream.write(f"\r[nasi] seed #{seed_index} step {step + 1}: {self.done}/{self.total} "
+                              f"steps, {rate:.2f} steps/s, elapsed {el:.0f}s, ETA {eta:.0f}s   ")
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=None,
+               progress: bool | Callable[[int, int], None] = False) -> SearchResult:
+    """Run NASI for every seed in one compiled call.
+
+    Args:
+        cfg: the search configuration (validated here).
+        seeds: integer seeds; seed ``s`` uses ``jax.random.PRNGKey(s)``.
+        images, labels: the data pool for ``data='real'``/``'random-labels'``
+            (from :func:`nasi_jax.data.load_data_for_mode`); ignored for ``random``.
+        progress: True for a progress line on stderr, or a callable ``(seed_index, step)``.
+
+    Returns:
+        :class:`SearchResult`. Raises :class:`NonFiniteScoreError` if any trace estimate
+        or gradient is not finite.
+    """
+    cfg.validate()
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one seed")
+    if cfg.data == "random":
+        images = labels = None
+    elif images is None or labels is None:
+        raise ValueError(f"data={cfg.data!r} needs images and labels; load them with "
+                         "nasi_jax.data.load_data_for_mode(mode, data_dir)")
+    else:
+        images, labels = jnp.asarray(images), jnp.asarray(labels)
+        if cfg.batch_size > images.shape[0]:
+            raise ValueError(f"batch_size {cfg.batch_size} exceeds the {images.shape[0]} examples available")
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+    loop = cfg.loop if cfg.loop != "auto" else ("host" if jax.default_backend() == "cpu" else "scan")
+    hook = progress if callable(progress) else (_Progress(len(seeds) * cfg.steps) if progress else None)
+    if loop == "scan":
+        out, compile_time, run_time = _run_scan(cfg, keys, images, labels, hook)
+    else:
+        out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook)
+
+    hist = {k: np.asarray(v) for k, v in out.history._asdict().items()}
+    for name in ("s", "grad_norm"):
+        bad = ~np.isfinite(hist[name])
+        if bad.any():
+            si, ti = map(int, np.argwhere(bad)[0])
+            raise NonFiniteScoreError(
+                f"non-finite {name} at seed {seeds[si]}, step {ti}: the trace estimate overflowed or "
+                f"the network produced NaN. Try init_scheme='pytorch', a smaller batch, or float64.")
+    ops = np.asarray(out.ops)
+    return SearchResult(cfg, seeds, np.asarray(out.alpha_star), ops,
+                        [nb201.arch_to_str(o) for o in ops], hist, compile_time, run_time, loop)
+
+
+def _signature(cfg, keys, images, labels):
+    return (cfg, keys.shape, None if images is None else (images.shape, str(images.dtype)),
+            None if labels is None else (labels.shape, str(labels.dtype)))
+
+
+def _run_scan(cfg, keys, images, labels, hook):
+    t0 = time.perf_counter()
+    sig = ("scan",) + _signature(cfg, keys, images, labels)
+    compiled = _COMPILED.get(sig)
+    if compiled is None:
+        compiled = _COMPILED[sig] = search_fn.lower(cfg, keys, images, labels).compile()
+    compile_time = time.perf_counter() - t0
+    if hasattr(hook, "start"):
+        hook.start()
+    _progress_hook[0] = hook
+    try:
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(keys, images, labels))
+        jax.effects_barrier()
+        run_time = time.perf_counter() - t0
+    finally:
+        _progress_hook[0] = None
+    return out, compile_time, run_time
+
+
+def _run_host(cfg, keys, images, labels, hook):
+    """Python loop over steps (and, with ``seed_batching='map'``, seeds) of compiled steps."""
+    batched = cfg.seed_batching == "vmap"
+    t0 = time.perf_counter()
+    sig = ("host",) + _signature(cfg, keys if batched else keys[:1], images, labels)
+    fns = _COMPILED.get(sig)
+    if fns is None:
+        init, step, fin = _host_fns(cfg)
+        k = keys if batched else keys[0]
+        init_c = init.lower(k).compile()
+        st = jax.eval_shape(init, k)
+        t = jnp.zeros((), jnp.int32)
+        fns = _COMPILED[sig] = (init_c, step.lower(st, t, images, labels).compile(),
+                                fin.lower(st).compile())
+    init_c, step_c, fin_c = fns
+    compile_time = time.perf_counter() - t0
+    if hasattr(hook, "start"):
+        hook.start()
+
+    t0 = time.perf_counter()
+    groups = [(list(range(len(keys))), keys)] if batched else [([i], keys[i]) for i in range(len(keys))]
+    outs = []
+    for idx, k in groups:
+        state, hist = init_c(k), []
+        for t in range(cfg.steps):
+            state, metrics = step_c(state, jnp.asarray(t, jnp.int32), images, labels)
+            hist.append(jax.tree_util.tree_map(np.asarray, metrics))
+            if hook is not None:
+                for i in idx:
+                    hook(i, t)
+        alpha_star, ops = fin_c(state)
+        history = StepMetrics(*[np.stack(field, axis=1 if batched else 0) for field in zip(*hist)])
+        outs.append(SeedOutput(np.asarray(alpha_star), np.asarray(ops), history))
+    if batched:
+        out = outs[0]
+    else:
+        out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
+    return out, compile_time, time.perf_counter() - t0

@@ -1,0 +1,23 @@
+"""Shared test settings: the shared data root comes from NASI_DATA_DIR (``.ci/run`` sets it)."""
+
+import os
+import pathlib
+
+import pytest
+
+# XLA:CPU spends most of a tiny test's time compiling; its LLVM optimisation level does not
+# change what is computed, only how fast, so the suite compiles at -O0 (about 2x faster to
+# compile). Set XLA_FLAGS yourself to override. Must happen before jax is imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+DATA_DIR = os.environ.get("NASI_DATA_DIR")
+
+
+def data_path(*parts: str) -> pathlib.Path:
+    """Path under the shared data root, or skip the test with the reason."""
+    if not DATA_DIR:
+        pytest.skip("set NASI_DATA_DIR to the shared data root (e.g. ../shared/data) for real-data tests")
+    p = pathlib.Path(DATA_DIR, *parts)
+    if not p.exists():
+        pytest.skip(f"{p} not found under NASI_DATA_DIR")
+    return p

@@ -1,0 +1,134 @@
+"""The NB201 space: codec over all 15 625 cells, parameter counts vs the table, FLOPs, errors."""
+
+import csv
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import data_path
+from nasi_jax.spaces import get_space, nb201
+
+RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+
+
+@pytest.fixture(scope="module")
+def table_rows():
+    with open(data_path("nb201", "nb201_accuracies.csv")) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_codec_round_trip_all_cells_in_table_order(table_rows):
+    from nasi_jax import bench
+    table = bench.load_nb201_table(data_path("nb201", "nb201_accuracies.csv"))
+    assert len(table_rows) == nb201.NUM_ARCHS
+    seen = set()
+    for i, row in enumerate(table_rows):
+        s = row["arch_str"]
+        ops = nb201.parse_arch(s)
+        assert nb201.arch_to_str(ops) == s
+        assert nb201.code_to_ops(nb201.ops_to_code(ops)) == ops
+        assert table.index_of(nb201.arch_to_str(ops)) == i == int(row["index"])
+        seen.add(ops)
+    assert len(seen) == nb201.NUM_ARCHS  # every op assignment occurs exactly once
+    assert set(nb201.all_arch_strs()) == {r["arch_str"] for r in table_rows}
+
+
+def test_param_counts_match_table(table_rows):
+    rng = random.Random(0)
+    rows = rng.sample(table_rows, 50) + [table_rows[11472]]
+    assert table_rows[11472]["arch_str"] == RESNET
+    for row in rows:
+        got = nb201.count_params(nb201.parse_arch(row["arch_str"]))
+        assert got == round(float(row["params_M"]) * 1e6), row["arch_str"]
+
+
+def test_flops_resnet_cell_by_hand():
+    # stem 32*32*16*3*9; cells: 2 conv3x3 per cell at each stage, 5 cells;
+    # reductions: conv_a + conv_b + 1x1 shortcut; classifier 64*10 + 10.
+    c = 16
+    want = 1024 * c * 3 * 9
+    for s, (hw, w) in enumerate(((1024, c), (256, 2 * c), (64, 4 * c))):
+        if s:
+            want += hw * w * (w // 2) * 9 + hw * w * w * 9 + hw * w * (w // 2)
+        want += 5 * 2 * hw * w * w * 9
+    want += 64 * 10 + 10
+    assert nb201.count_flops(nb201.parse_arch(RESNET)) == want
+
+
+def test_degenerate_cells():
+    assert nb201.is_degenerate(nb201.parse_arch("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert not nb201.is_degenerate(nb201.parse_arch(RESNET))
+    # edge 0->1 alive but 1->3 and 2->3 and 0->3 dead: no path to node 3
+    assert nb201.is_degenerate((3, 0, 3, 0, 0, 0))
+
+
+def test_degenerate_count_matches_table(table_rows):
+    deg = [r for r in table_rows if nb201.is_degenerate(nb201.parse_arch(r["arch_str"]))]
+    assert len(deg) == 341
+    assert all(abs(float(r["cifar10_test_200"]) - 10.0) < 1e-6 for r in deg)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|", "node groups"),
+    ("|conv_9x9~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|", "unknown op"),
+    ("|nor_conv_3x3~1|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|", "from nodes"),
+    ("|nor_conv_3x3~0|+|none~0|+|skip_connect~0|none~1|skip_connect~2|", "incoming edges"),
+    ("nor_conv_3x3~0+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|", "wrapped"),
+    ("|nor_conv_3x3|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|", "op~source"),
+    ("", "node groups"),
+])
+def test_malformed_arch_strings(bad, match):
+    with pytest.raises(nb201.ArchError, match=match):
+        nb201.parse_arch(bad)
+
+
+def test_bad_ops_and_space():
+    with pytest.raises(nb201.ArchError):
+        nb201.arch_to_str((0, 1, 2))
+    with pytest.raises(nb201.ArchError):
+        nb201.one_hot((0, 1, 2, 3, 4, 5))
+    with pytest.raises(ValueError, match="unknown search space"):
+        get_space("nb301")
+
+
+def test_supernet_one_hot_equals_discrete_network():
+    """A one-hot supernet computes exactly the discrete cell (shared weights copied over)."""
+    ops = nb201.parse_arch("|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    kw = dict(channels=4, cells_per_stage=1)
+    sup, disc = nb201.NB201Network(**kw), nb201.NB201Network(**kw, fixed=ops)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 3))
+    vs = sup.init(jax.random.PRNGKey(0), x, nb201.one_hot(ops), train=False)
+    vd = disc.init(jax.random.PRNGKey(0), x, None, train=False)
+    # copy every discrete parameter from the supernet by name
+    flat_s = dict(jax.tree_util.tree_flatten_with_path(vs)[0])
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(vd)
+    vd = jax.tree_util.tree_unflatten(treedef, [flat_s[p] for p, _ in leaves])
+    for train in (True, False):
+        kw2 = dict(train=train, mutable=["batch_stats"]) if train else dict(train=False)
+        out_s = sup.apply(vs, x, nb201.one_hot(ops), **kw2)
+        out_d = disc.apply(vd, x, None, **kw2)
+        if train:
+            out_s, out_d = out_s[0], out_d[0]
+        np.testing.assert_allclose(out_s, out_d, rtol=1e-5, atol=1e-6)
+
+
+def test_supernet_rejects_bad_weights():
+    net = nb201.NB201Network(channels=4, cells_per_stage=1)
+    x = jnp.zeros((1, 8, 8, 3))
+    with pytest.raises(nb201.ArchError, match="shape"):
+        net.init(jax.random.PRNGKey(0), x, jnp.zeros((5, 5)), train=False)
+    with pytest.raises(nb201.ArchError, match="arch_weights"):
+        net.init(jax.random.PRNGKey(0), x, None, train=False)
+
+
+def test_pytorch_init_bounds():
+    net = nb201.NB201Network(channels=4, cells_per_stage=1)
+    v = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)), jnp.zeros((6, 5)), train=False)
+    k = v["params"]["stem_conv"]["kernel"]  # fan_in = 3*3*3
+    assert float(jnp.max(jnp.abs(k))) <= 1 / np.sqrt(27) + 1e-7
+    assert float(jnp.max(jnp.abs(k))) > 0.8 / np.sqrt(27)
+    b = v["params"]["classifier"]["bias"]  # fan_in = 16
+    assert float(jnp.max(jnp.abs(b))) <= 0.25 + 1e-7
