@@ -23,6 +23,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+import numpy as np
+
 __all__ = ["main", "build_parser", "versions", "write_json_atomic"]
 
 DEFAULT_MU = 2.0
@@ -41,7 +43,8 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__,
             "nasi_jax": nasi_jax.__version__, "backend": jax.default_backend(),
-            "platform": platform.platform()}
+            "device": jax.devices()[0].device_kind, "platform": platform.platform(),
+            "cpu_count": os.cpu_count()}
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -132,6 +135,8 @@ def _cmd_info(args) -> int:
     space = get_space(args.space)
     ops = space.parse_arch(args.arch)
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
+    if args.cells < 0:
+        raise ValueError(f"--cells must be >= 0, got {args.cells}")
     kw = dict(channels=args.channels, cells_per_stage=args.cells, num_classes=args.num_classes)
     params = space.count_params(ops, **kw)
     macs = space.count_flops(ops, **kw)
@@ -139,7 +144,8 @@ def _cmd_info(args) -> int:
     print(f"op indices  {list(ops)}")
     print(f"params      {params} ({params / 1e6:.6f} M)  [C={args.channels}, N={args.cells}, "
           f"{args.num_classes} classes]")
-    print(f"FLOPs       {macs / 1e6:.3f} M multiply-adds per 32x32 image (convolutions + classifier)")
+    print(f"FLOPs       {macs / 1e6:.3f} M multiply-adds per 32x32 image (convolutions + classifier; "
+          f"the NB201 API also counts BN/ReLU/pooling)")
     print(f"degenerate  {space.is_degenerate(ops)}")
     if table is not None:
         r = table.lookup(space.arch_to_str(ops))
@@ -148,13 +154,24 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _check_writable(path: str) -> None:
+    """Create the output folder and prove it is writable, before any long computation."""
+    if os.path.isdir(path):
+        raise ValueError(f"--output {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write --output {path!r}: {e.strerror or e}") from None
+
+
 def _cmd_search(args, argv: Sequence[str]) -> int:
     from nasi_jax import bench, data, search
     from nasi_jax.spaces import get_space
 
     get_space(args.space)
-    if args.cells < 0:
-        raise ValueError(f"--cells must be >= 0, got {args.cells}")
     cfg = search.SearchConfig(
         space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
         nu_mode=args.nu_mode, tau=args.tau, hard=not args.soft, data=args.data,
@@ -162,14 +179,12 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
         init_scheme=args.init_scheme,
         bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    if args.first_seed < 0 or seeds[-1] >= 2 ** 32:
+        raise ValueError(f"seeds must lie in [0, 2**32); got {seeds[0]} .. {seeds[-1]}")
     # Fail fast: everything that can be checked is checked before compiling.
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     if args.output:
-        out_dir = os.path.dirname(os.path.abspath(args.output))
-        if os.path.isdir(args.output):
-            raise ValueError(f"--output {args.output!r} is a directory; give a file name")
-        if os.path.exists(out_dir) and not os.access(out_dir, os.W_OK):
-            raise ValueError(f"cannot write --output into {out_dir!r}")
+        _check_writable(args.output)
     t_start = time.perf_counter()
     images, labels = data.load_data_for_mode(args.data, args.data_dir, source=args.data_source,
                                              split_file=args.split_file)
@@ -180,11 +195,22 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     res = search.run_search(cfg, seeds, images=images, labels=labels, progress=progress)
     wall = time.perf_counter() - t_start
 
+    from nasi_jax.spaces import get_space as _space
+    space = _space(args.space)
     rows = []
     for k, seed in enumerate(res.seeds):
+        h = {name: res.history[name][k] for name in ("s", "R", "nu", "grad_norm")}
+        active = float(np.mean(h["s"] > h["nu"]))
         row = {"seed": seed, "arch": res.arch_strs[k], "ops": [int(o) for o in res.ops[k]],
+               "degenerate": bool(space.is_degenerate(res.ops[k])),
                "alpha_star": res.alpha_star[k].round(6).tolist(),
-               "mean_trace_estimate": float(res.history["s"][k].mean())}
+               "mean_trace_estimate": float(h["s"].mean()),
+               "penalty_active_frac": active,
+               "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
+        if active > 0.5 and cfg.mu > 1:
+            print(f"[nasi] warning: seed {seed}: s > nu at {active:.0%} of the steps; with mu > 1 the "
+                  f"penalised objective then favours LOWER traces. Mean s was {h['s'].mean():.3g}; "
+                  f"consider --nu above it or --nu-mode adaptive.", file=sys.stderr)
         if table is not None:
             try:
                 row["benchmark"] = table.lookup(res.arch_strs[k])
@@ -203,7 +229,9 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
             "command": "nasi " + " ".join(shlex.quote(a) for a in argv),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(cfg) | {"data_dir": args.data_dir, "benchmark": args.benchmark,
-                                                  "data_source": args.data_source},
+                                                  "data_source": args.data_source,
+                                                  "split_file": args.split_file,
+                                                  "loop_used": res.loop},
             "versions": versions(),
             "seeds": rows,
             "summary": summary,
@@ -225,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "info":
             return _cmd_info(args)
         return _cmd_search(args, argv)
-    except (ValueError, FileNotFoundError) as e:  # our errors subclass ValueError
+    except (ValueError, OSError, FloatingPointError) as e:
+        # our errors (ArchError, DataError, BenchmarkError, NonFiniteScoreError, bad settings)
+        # subclass ValueError / FloatingPointError
         print(f"nasi {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,9 +16,11 @@ over ``theta``. Then (eq. 18, :func:`eq18_update`)::
 and the selected cell is the per-edge argmax of ``alpha*``. ``alpha`` is not updated
 inside the loop: every ``G_t`` is taken at ``alpha_0``.
 
-The T steps run in one ``lax.scan``; the S seeds in one call (``lax.map`` by default,
-``vmap`` on request): one compilation per search whatever S. Keys: seed ``s`` uses
-``PRNGKey(s)`` split into (init, loop); step ``t`` uses ``fold_in(loop, t)``.
+One compilation per search whatever the number of seeds S. On GPU/TPU the T steps run in
+one ``lax.scan`` and the seeds in the same program (``lax.map`` by default, ``vmap`` on
+request); on CPU (``loop="auto"``) one compiled step is called from Python for every seed and
+step, because XLA:CPU convolutions are 10-60x slower inside loop bodies. Keys: seed ``s``
+uses ``PRNGKey(s)`` split into (init, loop); step ``t`` uses ``fold_in(loop, t)``.
 
 Example:
     >>> cfg = SearchConfig(steps=2, batch_size=4, channels=4, cells_per_stage=1, image_size=8)
@@ -108,18 +110,23 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         """Raise ValueError with a fix for every impossible setting; return self."""
         get_space(self.space)
+        for name in ("steps", "batch_size", "channels", "cells_per_stage", "num_classes", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         checks = [
-            (isinstance(self.steps, int) and self.steps > 0, f"steps must be a positive integer, got {self.steps!r}"),
-            (isinstance(self.batch_size, int) and self.batch_size > 0,
-             f"batch_size must be a positive integer, got {self.batch_size!r}"),
+            (self.steps > 0, f"steps must be a positive integer, got {self.steps!r}"),
+            (self.batch_size > 0, f"batch_size must be a positive integer, got {self.batch_size!r}"),
             (np.isfinite(self.mu) and self.mu >= 0, f"mu must be a finite number >= 0, got {self.mu!r}"),
             (np.isfinite(self.nu) and self.nu > 0, f"nu must be a finite number > 0, got {self.nu!r}"),
             (self.nu_mode in objective.NU_MODES, f"nu_mode must be one of {objective.NU_MODES}, got {self.nu_mode!r}"),
             (np.isfinite(self.tau) and self.tau > 0, f"tau must be > 0, got {self.tau!r}"),
             (np.isfinite(self.xi) and self.xi > 0, f"xi must be > 0, got {self.xi!r}"),
             (self.data in data_lib.DATA_MODES, f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}"),
-            (self.channels > 0 and self.cells_per_stage >= 0 and self.num_classes > 1,
-             "channels must be > 0, cells_per_stage >= 0 and num_classes > 1"),
+            (self.channels > 0 and self.cells_per_stage >= 1 and self.num_classes > 1,
+             f"channels must be > 0, cells_per_stage >= 1 (the searched cell must be in the "
+             f"network) and num_classes > 1; got {self.channels}, {self.cells_per_stage}, "
+             f"{self.num_classes}"),
             (self.image_size >= 4 and self.image_size % 4 == 0,
              f"image_size must be a multiple of 4 (two stride-2 reductions), got {self.image_size}"),
             (self.init_scheme in ("pytorch", "flax"), f"init_scheme must be 'pytorch' or 'flax', got {self.init_scheme!r}"),
@@ -390,13 +397,17 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("give at least one seed")
+    bad = [s for s in seeds if not 0 <= s < 2 ** 32]
+    if bad:  # PRNGKey(s) wraps modulo 2**32: distinct seeds must give distinct keys
+        raise ValueError(f"seeds must be integers in [0, 2**32), got {bad}")
     if cfg.data == "random":
         images = labels = None
-    elif images is None or labels is None:
-        raise ValueError(f"data={cfg.data!r} needs images and labels; load them with "
-                         "nasi_jax.data.load_data_for_mode(mode, data_dir)")
+    elif images is None or (labels is None and cfg.data == "real"):
+        raise ValueError(f"data={cfg.data!r} needs images{' and labels' if cfg.data == 'real' else ''}; "
+                         "load them with nasi_jax.data.load_data_for_mode(mode, data_dir)")
     else:
-        images, labels = jnp.asarray(images), jnp.asarray(labels)
+        images = jnp.asarray(images)
+        labels = None if cfg.data == "random-labels" else jnp.asarray(labels)
         if cfg.batch_size > images.shape[0]:
             raise ValueError(f"batch_size {cfg.batch_size} exceeds the {images.shape[0]} examples available")
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
@@ -406,19 +417,26 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     if loop == "scan":
         out, compile_time, run_time = _run_scan(cfg, keys, images, labels, hook)
     else:
-        out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook)
+        out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook, seeds)
 
     hist = {k: np.asarray(v) for k, v in out.history._asdict().items()}
-    for name in ("s", "grad_norm"):
-        bad = ~np.isfinite(hist[name])
-        if bad.any():
-            si, ti = map(int, np.argwhere(bad)[0])
-            raise NonFiniteScoreError(
-                f"non-finite {name} at seed {seeds[si]}, step {ti}: the trace estimate overflowed or "
-                f"the network produced NaN. Try init_scheme='pytorch', a smaller batch, or float64.")
+    _check_finite(hist["s"], hist["grad_norm"], seeds, 0)
     ops = np.asarray(out.ops)
     return SearchResult(cfg, seeds, np.asarray(out.alpha_star), ops,
                         [nb201.arch_to_str(o) for o in ops], hist, compile_time, run_time, loop)
+
+
+def _check_finite(s, grad_norm, seeds, t0):
+    """Raise NonFiniteScoreError naming the first seed/step whose s or ||G|| is not finite."""
+    for name, v in (("trace estimate s", s), ("gradient norm ||G||", grad_norm)):
+        v = np.asarray(v).reshape(len(seeds), -1)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            si, ti = map(int, np.argwhere(bad)[0])
+            raise NonFiniteScoreError(
+                f"non-finite {name} ({v[si, ti]}) at seed {seeds[si]}, step {t0 + ti}: the network "
+                f"produced NaN/inf at initialisation. Check the inputs (real images must be "
+                f"normalised), try --init flax or a smaller --batch-size.")
 
 
 def _signature(cfg, keys, images, labels):
@@ -446,7 +464,7 @@ def _run_scan(cfg, keys, images, labels, hook):
     return out, compile_time, run_time
 
 
-def _run_host(cfg, keys, images, labels, hook):
+def _run_host(cfg, keys, images, labels, hook, seeds):
     """Python loop over steps (and, with ``seed_batching='map'``, seeds) of compiled steps."""
     batched = cfg.seed_batching == "vmap"
     t0 = time.perf_counter()
@@ -472,7 +490,9 @@ def _run_host(cfg, keys, images, labels, hook):
         state, hist = init_c(k), []
         for t in range(cfg.steps):
             state, metrics = step_c(state, jnp.asarray(t, jnp.int32), images, labels)
-            hist.append(jax.tree_util.tree_map(np.asarray, metrics))
+            metrics = jax.tree_util.tree_map(np.asarray, metrics)
+            _check_finite(metrics.s, metrics.grad_norm, [seeds[i] for i in idx], t)  # fail early
+            hist.append(metrics)
             if hook is not None:
                 for i in idx:
                     hook(i, t)

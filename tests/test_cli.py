@@ -31,6 +31,9 @@ def test_tiny_search_writes_result(tmp_path, capsys):
     assert set(res["versions"]) >= {"python", "jax", "jaxlib", "flax", "optax"}
     assert [r["seed"] for r in res["seeds"]] == [0, 1]
     assert res["config"]["steps"] == 3 and res["config"]["data"] == "random"
+    assert res["config"]["loop_used"] == "host"
+    for r in res["seeds"]:
+        assert len(r["history"]["s"]) == 3 and 0 <= r["penalty_active_frac"] <= 1
     printed = capsys.readouterr().out
     for r in res["seeds"]:
         assert r["arch"] in printed
@@ -72,6 +75,9 @@ def _err(capsys, argv, code=2):
     (["search", "--steps", "-5"], "--steps must be > 0"),
     (["search", "--seeds", "x"], "--seeds must be an integer"),
     (["search", "--data", "real", "--steps", "1"], "--data-dir"),
+    (["search", "--first-seed", "-1"], "seeds must lie in"),
+    (["search", "--cells", "0"], "cells_per_stage >= 1"),
+    (["info", "--arch", RESNET, "--cells", "-1"], "--cells must be >= 0"),
 ])
 def test_clear_errors(capsys, argv, match):
     assert match in _err(capsys, argv)
@@ -86,6 +92,13 @@ def test_benchmark_missing_columns(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unwritable_output_fails_before_search(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = _err(capsys, ["search", *TINY, "--output", str(blocker / "sub" / "r.json")])
+    assert "cannot write --output" in err
+
+
 def test_data_dir_without_cifar(tmp_path, capsys):
     (tmp_path / "readme.txt").write_text("nothing here")
     err = _err(capsys, ["search", "--steps", "1", "--data", "real", "--data-dir", str(tmp_path)])
@@ -98,7 +111,7 @@ def test_real_data_tiny_search(tmp_path):
     env = dict(os.environ)
     # a real-data search end to end through the console entry point (subprocess)
     cmd = [sys.executable, "-m", "nasi_jax.cli", "search", "--data", "random-labels", "--data-dir", str(d),
-           "--steps", "2", "--batch-size", "4", "--channels", "2", "--cells", "0", "--no-progress",
+           "--steps", "2", "--batch-size", "4", "--channels", "2", "--cells", "1", "--no-progress",
            "--output", str(out)]
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     assert json.loads(out.read_text())["config"]["data"] == "random-labels"

@@ -74,8 +74,8 @@ def test_adaptive_nu_is_running_mean(eight_seeds):
         np.testing.assert_allclose(nu[k], want, rtol=1e-5)
 
 
-def test_eq18_matches_reference(eight_seeds):
-    """alpha* from the recorded ||G_t||: check the running-max normalisation by hand."""
+def test_eq18_matches_reference():
+    """eq. 18 helpers: the running-max normalisation, by hand."""
     gs = [jnp.array(np.random.RandomState(i).randn(6, 5), jnp.float32) * (i + 1) for i in range(4)]
     gs[2] = gs[2] * 0.01
     st = search.eq18_init(jnp.zeros((6, 5)))
@@ -118,23 +118,36 @@ def test_forward_over_reverse_equals_reverse_over_reverse():
     np.testing.assert_allclose(G_on, (1 - TINY.mu) * G_off, rtol=1e-5, atol=1e-9)
 
 
-def test_real_data_mode_uses_given_pool():
-    images = jax.random.normal(jax.random.PRNGKey(0), (16, 32, 32, 3))
+def test_real_data_step_recomputed_by_hand():
+    """run_search's s_t and ||G_t|| equal G_t recomputed from the documented keys and the pool."""
+    pool = jax.random.normal(jax.random.PRNGKey(0), (16, 32, 32, 3))
     labels = jnp.arange(16, dtype=jnp.int32) % 10
-    cfg = dataclasses.replace(TINY, image_size=32, data="real", steps=2, cells_per_stage=0)
-    res = search.run_search(cfg, seeds=[0], images=images, labels=labels)
-    assert np.isfinite(res.history["s"]).all()
+    cfg = dataclasses.replace(TINY, image_size=32, data="real", steps=2)
+    res = search.run_search(cfg, seeds=[5], images=pool, labels=labels)
+    state = search.init_state(cfg, jax.random.PRNGKey(5))
+    f = search.make_apply(search.make_network(cfg), state.batch_stats, "train")
+    nu = jnp.float32(cfg.nu)
+    for t in range(2):
+        data_key, gumbel_key = jax.random.split(jax.random.fold_in(state.loop_key, t))
+        idx = jax.random.choice(jax.random.split(data_key)[0], 16, (4,), replace=False)
+        x, y = pool[idx], labels[idx]
+        g = relax.gumbel_noise(gumbel_key, (6, 5))
+        R, s, G = jax.jit(lambda a, x, y, g, nu: search.objective_and_grad(
+            f, state.params, a, g, x, y, nu, cfg))(jnp.zeros((6, 5)), x, y, g, nu)
+        np.testing.assert_allclose(res.history["s"][0, t], s, rtol=1e-4)
+        np.testing.assert_allclose(res.history["grad_norm"][0, t], jnp.linalg.norm(G), rtol=1e-3)
+        nu = (cfg.nu + s) / 2  # adaptive: mean(nu_init, s_1)
     with pytest.raises(ValueError, match="needs images"):
         search.run_search(cfg, seeds=[0])
     with pytest.raises(ValueError, match="exceeds"):
-        search.run_search(dataclasses.replace(cfg, batch_size=32), seeds=[0], images=images,
+        search.run_search(dataclasses.replace(cfg, batch_size=32), seeds=[0], images=pool,
                           labels=labels)
 
 
 def test_non_finite_scores_raise(monkeypatch):
     monkeypatch.setattr(ntk, "cross_entropy", lambda logits, y: jnp.mean(logits) * jnp.nan)
     with pytest.raises(search.NonFiniteScoreError, match="seed 7, step 0"):
-        search.run_search(dataclasses.replace(TINY, steps=1, cells_per_stage=0), seeds=[7])
+        search.run_search(dataclasses.replace(TINY, steps=1), seeds=[7])
     search.clear_cache()
 
 
@@ -143,13 +156,16 @@ def test_non_finite_scores_raise(monkeypatch):
     (dict(nu=0.0), "nu must"), (dict(mu=-1.0), "mu must"), (dict(nu_mode="ada"), "nu_mode"),
     (dict(tau=0.0), "tau"), (dict(data="cifar"), "data must"), (dict(space="darts9"), "unknown search space"),
     (dict(image_size=10), "image_size"), (dict(bn_mode="x"), "bn_mode"),
-    (dict(data="real", image_size=8), "32x32"),
+    (dict(data="real", image_size=8), "32x32"), (dict(cells_per_stage=0), "cells_per_stage >= 1"),
+    (dict(steps=2.5), "integer"),
 ])
 def test_impossible_settings(change, match):
     with pytest.raises(ValueError, match=match):
         search.run_search(dataclasses.replace(TINY, **change), seeds=[0])
     with pytest.raises(ValueError, match="at least one seed"):
         search.run_search(TINY, seeds=[])
+    with pytest.raises(ValueError, match="2\*\*32"):
+        search.run_search(TINY, seeds=[2 ** 32 + 5])
 
 
 def test_objective_and_nu_helpers():
