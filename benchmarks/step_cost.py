@@ -43,21 +43,21 @@ def main(argv=None):
     key = jax.random.PRNGKey(0)
     x = jax.random.normal(key, (a.batch_size, 32, 32, 3))
     y = jax.random.randint(key, (a.batch_size,), 0, 10)
-    A = jax.nn.softmax(jax.random.gumbel(key, (6, 5)))
+    A = jax.nn.one_hot(jnp.argmax(jax.random.gumbel(key, (6, 5)), -1), 5)  # a sampled cell
     state = search.init_state(cfg, key)
     f = search.make_apply(net, state.batch_stats, cfg.bn_mode)
 
     t0 = time.perf_counter()
-    fwdbwd = jax.jit(lambda p, x, y: jax.grad(lambda q: ntk.cross_entropy(f(q, x, A), y))(p)
-                     ).lower(state.params, x, y).compile()
+    fwdbwd = jax.jit(lambda p, x, y, A: jax.grad(lambda q: ntk.cross_entropy(f(q, x, A), y))(p)
+                     ).lower(state.params, x, y, A).compile()
     c_fb = time.perf_counter() - t0
     t0 = time.perf_counter()
     step = jax.jit(lambda st, t: search.search_step(cfg, st, t, None, None)
                    ).lower(state, jnp.int32(0)).compile()
     c_step = time.perf_counter() - t0
-    jax.block_until_ready(fwdbwd(state.params, x, y))
+    jax.block_until_ready(fwdbwd(state.params, x, y, A))
     jax.block_until_ready(step(state, jnp.int32(0)))
-    t_fb = best_time(fwdbwd, (state.params, x, y), a.repeats)
+    t_fb = best_time(fwdbwd, (state.params, x, y, A), a.repeats)
     t_step = best_time(step, (state, jnp.int32(0)), a.repeats)
     out = {"backend": jax.default_backend(), "batch_size": a.batch_size, "channels": a.channels,
            "cells_per_stage": a.cells, "fwdbwd_s": t_fb, "step_s": t_step,
