@@ -3,9 +3,10 @@
     python benchmarks/step_cost.py [--batch-size 64] [--repeats 3] [--output FILE]
 
 Both are timed in one process on the current backend, compile time apart from run time; the
-step is the second-order gradient G_t = grad_alpha R (nasi_jax.search.search_step), the
-forward+backward pass is grad_theta of the mean cross-entropy of the supernet at a relaxed
-(all ops active) architecture. Prints a JSON line with ``step_over_fwdbwd``.
+step is the second-order gradient G_t = grad_alpha R (nasi_jax.search.search_step, which
+draws its own batch and Gumbel cell), the forward+backward pass is grad_theta of the mean
+cross-entropy of the same supernet on a batch of the same size at a sampled one-hot cell
+(every op of the supernet is still computed). Prints a JSON line with ``step_over_fwdbwd``.
 """
 
 from __future__ import annotations

@@ -53,9 +53,14 @@ def write_json_atomic(path: str, obj: Any) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 -> the usual permissions
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, sort_keys=False)
             fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -111,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bn-mode", choices=("train", "eval"), default="train",
                    help="BatchNorm statistics while scoring")
     s.add_argument("--channels", type=_positive_int("--channels"), default=16, help="C of the supernet")
-    s.add_argument("--cells", type=int, default=5, help="N, cells per stage")
+    s.add_argument("--cells", type=_positive_int("--cells"), default=5, help="N, cells per stage")
     s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
                    help="input size for --data random (CIFAR-10 modes need 32)")
     s.add_argument("--seed-batching", choices=("map", "vmap"), default="map",
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--space", default="nb201")
     i.add_argument("--arch", required=True, help="NB201 architecture string")
     i.add_argument("--channels", type=_positive_int("--channels"), default=16)
-    i.add_argument("--cells", type=int, default=5)
+    i.add_argument("--cells", type=_positive_int("--cells"), default=5)
     i.add_argument("--num-classes", type=_positive_int("--num-classes"), default=10)
     i.add_argument("--benchmark", help="NB201 accuracy table: also print the cell's accuracies")
     return p
@@ -135,8 +140,6 @@ def _cmd_info(args) -> int:
     space = get_space(args.space)
     ops = space.parse_arch(args.arch)
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
-    if args.cells < 0:
-        raise ValueError(f"--cells must be >= 0, got {args.cells}")
     kw = dict(channels=args.channels, cells_per_stage=args.cells, num_classes=args.num_classes)
     params = space.count_params(ops, **kw)
     macs = space.count_flops(ops, **kw)
@@ -185,6 +188,9 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     if args.output:
         _check_writable(args.output)
+    if args.data == "random" and (args.data_dir or args.split_file or args.data_source != "auto"):
+        print("[nasi] warning: --data random uses no files; --data-dir/--data-source/--split-file "
+              "are ignored", file=sys.stderr)
     t_start = time.perf_counter()
     images, labels = data.load_data_for_mode(args.data, args.data_dir, source=args.data_source,
                                              split_file=args.split_file)
@@ -257,6 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # our errors (ArchError, DataError, BenchmarkError, NonFiniteScoreError, bad settings)
         # subclass ValueError / FloatingPointError
         print(f"nasi {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # XLA failures (e.g. out of memory) as one line, not a traceback
+        import jax
+        if not isinstance(e, jax.errors.JaxRuntimeError):
+            raise
+        print(f"nasi {args.command}: error: XLA failed ({str(e).splitlines()[0]}); if memory ran "
+              f"out, lower --batch-size or --channels", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nasi: interrupted; nothing was written", file=sys.stderr)

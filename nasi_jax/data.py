@@ -162,14 +162,14 @@ def _resolve_dir(data_dir: Any, source: str) -> Path | None:
         raise DataError(
             "no data directory given: pass --data-dir DIR, where DIR is the folder holding "
             f"{CIFAR10_DIRNAME}/ and nb201/{SPLIT_FILE}, or the {CIFAR10_DIRNAME} folder itself "
-            "(or use --data-mode random, which needs no files)"
+            "(or use --data random, which needs no files)"
         )
     path = Path(os.path.expanduser(os.fspath(data_dir)))
     if not path.exists():
         raise DataError(
             f"data directory {path} does not exist: pass --data-dir DIR pointing to the folder "
             f"holding {CIFAR10_DIRNAME}/ and nb201/{SPLIT_FILE} (or to the {CIFAR10_DIRNAME} "
-            "folder itself), or use --data-mode random, which needs no files"
+            "folder itself), or use --data random, which needs no files"
         )
     if not path.is_dir():
         raise DataError(
@@ -525,11 +525,12 @@ def load_data_for_mode(
         raise DataError(f"unknown data mode {mode!r}: choose one of {DATA_MODES}")
     if mode == "random":
         return None, None
-    if data_dir is None:
+    if data_dir is None and source != "tfds":
         raise DataError(
-            f"data mode {mode!r} needs the real CIFAR-10 images: pass --data-dir DIR, where DIR "
+            f"data mode {mode!r} needs the real CIFAR-10 images: pass --data-dir DIR (or "
+            f"--data-source tfds with a prepared tensorflow-datasets cifar10), where DIR "
             f"holds {CIFAR10_DIRNAME}/ and nb201/{SPLIT_FILE} (or is the {CIFAR10_DIRNAME} folder "
-            "itself), or use --data-mode random, which needs no files"
+            "itself), or use --data random, which needs no files"
         )
     images, labels = load_cifar10_split(
         data_dir, split="train", split_file=split_file, source=source, limit=limit

@@ -6,7 +6,7 @@
 that stands for ``m n / eta`` in the constraint ``||Theta_0||_tr < m n / eta`` (8).
 
 NASI-FIX keeps ``nu`` fixed. NASI-ADA adapts it; the paper's rule is in an appendix that
-is not available, so the rule here is **the project's own** (PAPER.md section 4):
+is not available, so the rule here is **the project's own** (see the README's defaults):
 
     nu_1 = nu_init,   nu_{t+1} = mean(nu_init, s(A_1), ..., s(A_t))
 

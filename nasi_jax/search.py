@@ -8,8 +8,9 @@ For each seed: one initialisation ``theta_0`` of the supernet, logits ``alpha_0 
     G_t = grad_alpha R(A_t) at alpha_0,   R = s - mu * max(0, s - nu_t)        (13)
 
 where ``s = ||grad_theta mean_b l||^2`` (eq. 12) at ``theta_0`` — so ``G_t`` is a
-second-order gradient: ``jax.grad`` over ``alpha`` of a function that calls ``jax.grad``
-over ``theta``. Then (eq. 18, :func:`eq18_update`)::
+second-order gradient through the inner ``grad_theta`` (by default a reverse pass over one
+JVP in theta; the literal grad-of-grad is ``grad_mode='rev-rev'``, see
+:func:`objective_and_grad`). Then (eq. 18, :func:`eq18_update`)::
 
     Delta* = (xi / T) sum_t G_t / max(||G_1||, ..., ||G_t||),   alpha* = alpha_0 + Delta*
 
@@ -78,8 +79,9 @@ class SearchConfig:
         channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5, 10, 32).
         init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
         bn_mode: ``train`` (batch statistics, default) or ``eval`` (running statistics).
-        seed_batching: ``map`` (lax.map: seeds one after another in one program; fastest on
-            CPU) or ``vmap``.
+        seed_batching: ``map`` (seeds one after another: ``lax.map`` in the scan loop, a
+            Python loop over the same compiled step in the host loop; fastest on CPU) or
+            ``vmap`` (all seeds in one batched program).
         loop: ``scan`` (all T steps and S seeds in one compiled program), ``host`` (one
             compiled step called T times per seed from Python, for XLA:CPU, whose
             convolutions run 10-60x slower inside a loop body: jax issue #12868), or ``auto``

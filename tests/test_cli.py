@@ -39,6 +39,7 @@ def test_tiny_search_writes_result(tmp_path, capsys):
         assert r["arch"] in printed
     assert "per step" in printed
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert out.stat().st_mode & 0o044  # readable by others, unlike mkstemp's default 0600
 
 
 def test_search_with_benchmark(tmp_path, capsys):
@@ -76,8 +77,8 @@ def _err(capsys, argv, code=2):
     (["search", "--seeds", "x"], "--seeds must be an integer"),
     (["search", "--data", "real", "--steps", "1"], "--data-dir"),
     (["search", "--first-seed", "-1"], "seeds must lie in"),
-    (["search", "--cells", "0"], "cells_per_stage >= 1"),
-    (["info", "--arch", RESNET, "--cells", "-1"], "--cells must be >= 0"),
+    (["search", "--cells", "0"], "--cells must be > 0"),
+    (["info", "--arch", RESNET, "--cells", "-1"], "--cells must be > 0"),
 ])
 def test_clear_errors(capsys, argv, match):
     assert match in _err(capsys, argv)
