@@ -1,0 +1,16 @@
+"""The examples in the docstrings run and print what they claim."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["nasi_jax.relax", "nasi_jax.objective", "nasi_jax.ntk", "nasi_jax.spaces.nb201",
+           "nasi_jax.search"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no docstring example"
+    assert result.failed == 0
