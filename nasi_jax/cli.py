@@ -174,7 +174,6 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     from nasi_jax import bench, data, search
     from nasi_jax.spaces import get_space
 
-    get_space(args.space)
     cfg = search.SearchConfig(
         space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
         nu_mode=args.nu_mode, tau=args.tau, hard=not args.soft, data=args.data,
@@ -182,8 +181,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
         init_scheme=args.init_scheme,
         bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    if args.first_seed < 0 or seeds[-1] >= 2 ** 32:
-        raise ValueError(f"seeds must lie in [0, 2**32); got {seeds[0]} .. {seeds[-1]}")
+    search.check_seeds(seeds)
     # Fail fast: everything that can be checked is checked before compiling.
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     if args.output:
@@ -201,8 +199,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     res = search.run_search(cfg, seeds, images=images, labels=labels, progress=progress)
     wall = time.perf_counter() - t_start
 
-    from nasi_jax.spaces import get_space as _space
-    space = _space(args.space)
+    space = get_space(args.space)
     rows = []
     for k, seed in enumerate(res.seeds):
         h = {name: res.history[name][k] for name in ("s", "R", "nu", "grad_norm")}

@@ -46,7 +46,8 @@ from nasi_jax import ntk, objective, relax
 from nasi_jax.spaces import get_space, nb201
 
 __all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
-           "run_search", "search_fn", "clear_cache", "objective_and_grad", "NonFiniteScoreError", "TRACE_COUNT"]
+           "run_search", "search_fn", "clear_cache", "check_seeds", "objective_and_grad",
+           "NonFiniteScoreError", "TRACE_COUNT"]
 
 BN_MODES = ("train", "eval")
 SEED_BATCHING = ("map", "vmap")
@@ -399,9 +400,7 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("give at least one seed")
-    bad = [s for s in seeds if not 0 <= s < 2 ** 32]
-    if bad:  # PRNGKey(s) wraps modulo 2**32: distinct seeds must give distinct keys
-        raise ValueError(f"seeds must be integers in [0, 2**32), got {bad}")
+    check_seeds(seeds)
     if cfg.data == "random":
         images = labels = None
     elif images is None or (labels is None and cfg.data == "real"):
@@ -418,14 +417,22 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     hook = progress if callable(progress) else (_Progress(len(seeds) * cfg.steps) if progress else None)
     if loop == "scan":
         out, compile_time, run_time = _run_scan(cfg, keys, images, labels, hook)
-    else:
+        _check_finite(out.history.s, out.history.grad_norm, seeds, 0)
+    else:  # checks every step as it goes
         out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook, seeds)
 
     hist = {k: np.asarray(v) for k, v in out.history._asdict().items()}
-    _check_finite(hist["s"], hist["grad_norm"], seeds, 0)
     ops = np.asarray(out.ops)
     return SearchResult(cfg, seeds, np.asarray(out.alpha_star), ops,
                         [nb201.arch_to_str(o) for o in ops], hist, compile_time, run_time, loop)
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """Seeds must lie in [0, 2**32): ``PRNGKey(s)`` wraps modulo 2**32, so distinct seeds
+    outside that range could share a key."""
+    bad = [s for s in seeds if not 0 <= s < 2 ** 32]
+    if bad:
+        raise ValueError(f"seeds must lie in [0, 2**32); got {bad[:3]}{' ...' if len(bad) > 3 else ''}")
 
 
 def _check_finite(s, grad_norm, seeds, t0):

@@ -1,6 +1,5 @@
 """The notebooks execute top to bottom (tiny settings)."""
 
-import os
 import pathlib
 
 import pytest

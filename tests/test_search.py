@@ -126,14 +126,14 @@ def test_real_data_step_recomputed_by_hand():
     res = search.run_search(cfg, seeds=[5], images=pool, labels=labels)
     state = search.init_state(cfg, jax.random.PRNGKey(5))
     f = search.make_apply(search.make_network(cfg), state.batch_stats, "train")
+    step = jax.jit(lambda a, x, y, g, nu: search.objective_and_grad(f, state.params, a, g, x, y, nu, cfg))
     nu = jnp.float32(cfg.nu)
     for t in range(2):
         data_key, gumbel_key = jax.random.split(jax.random.fold_in(state.loop_key, t))
         idx = jax.random.choice(jax.random.split(data_key)[0], 16, (4,), replace=False)
         x, y = pool[idx], labels[idx]
         g = relax.gumbel_noise(gumbel_key, (6, 5))
-        R, s, G = jax.jit(lambda a, x, y, g, nu: search.objective_and_grad(
-            f, state.params, a, g, x, y, nu, cfg))(jnp.zeros((6, 5)), x, y, g, nu)
+        R, s, G = step(jnp.zeros((6, 5)), x, y, g, nu)
         np.testing.assert_allclose(res.history["s"][0, t], s, rtol=1e-4)
         np.testing.assert_allclose(res.history["grad_norm"][0, t], jnp.linalg.norm(G), rtol=1e-3)
         nu = (cfg.nu + s) / 2  # adaptive: mean(nu_init, s_1)
@@ -164,7 +164,7 @@ def test_impossible_settings(change, match):
         search.run_search(dataclasses.replace(TINY, **change), seeds=[0])
     with pytest.raises(ValueError, match="at least one seed"):
         search.run_search(TINY, seeds=[])
-    with pytest.raises(ValueError, match="2\*\*32"):
+    with pytest.raises(ValueError, match=r"2\*\*32"):
         search.run_search(TINY, seeds=[2 ** 32 + 5])
 
 
