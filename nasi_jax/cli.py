@@ -1,8 +1,10 @@
-"""The ``nasi`` command: ``nasi search`` and ``nasi info``.
+"""The ``nasi`` command: ``nasi search``, ``nasi score``, ``nasi bench`` and ``nasi info``.
 
     nasi search --space nb201 --seeds 5 --steps 100 --data random --output result.json
     nasi search --space nb201 --data real --data-dir DATA/cifar10_jpeg \
         --benchmark DATA/nb201/nb201_accuracies.csv
+    nasi score --space nb201 --proxy nasi --cells all --seed 0 --output scores.csv
+    nasi bench --quick
     nasi info --space nb201 --arch "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 
 Every input is checked before the (long) search starts; errors print one line that says
@@ -80,6 +82,45 @@ def _positive_int(name):
     return parse
 
 
+def _add_scale_args(p, what: str) -> None:
+    p.add_argument("--devices", default="1", help=f"shard the {what} over this many local devices "
+                   "('all' for every device; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                   "makes N)")
+    p.add_argument("--distributed", action="store_true", help="multi-host: call "
+                   "jax.distributed.initialize() first (see README, several hosts) and use every "
+                   "process's devices")
+    p.add_argument("--memory-budget", metavar="SIZE", help="device memory the compiled program may "
+                   "use, e.g. 2GiB or 800MB (XLA's estimate, checked before running)")
+    p.add_argument("--compilation-cache", metavar="DIR", help="persistent XLA compilation cache "
+                   "folder (reused across runs with the same program)")
+
+
+def _setup_scale(args):
+    """Initialise multi-host / the compilation cache; return the devices to use (or None)."""
+    import jax
+    if args.memory_budget is not None:
+        from nasi_jax import memory
+        memory.parse_bytes(args.memory_budget)  # a malformed size fails before compiling
+    if args.compilation_cache:
+        os.makedirs(args.compilation_cache, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if args.distributed:
+        jax.distributed.initialize()
+        return jax.devices()
+    if args.devices == "all":
+        return jax.local_devices()
+    try:
+        n = int(args.devices)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or 'all', got {args.devices!r}") from None
+    local = jax.local_devices()
+    if not 1 <= n <= len(local):
+        raise ValueError(f"--devices {n}: this process sees {len(local)} device(s) "
+                         f"({local[0].platform}); on CPU set XLA_FLAGS=--xla_force_host_platform_device_count={n}")
+    return local[:n] if n > 1 else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasi", description="NASI: neural architecture search at "
                                 "initialisation (JAX/Flax).")
@@ -119,9 +160,47 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", type=_positive_int("--cells"), default=5, help="N, cells per stage")
     s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
                    help="input size for --data random (CIFAR-10 modes need 32)")
-    s.add_argument("--seed-batching", choices=("map", "vmap"), default="map",
-                   help="how seeds share the compiled call (map: sequential, fastest on CPU)")
+    s.add_argument("--seed-batching", choices=("auto", "map", "vmap", "threads"), default="auto",
+                   help="how seeds share the compiled call (auto: the fastest measured on the backend)")
+    _add_scale_args(s, "seeds")
     s.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+
+    c = sub.add_parser("score", help="score NB201 cells with a training-free proxy (one compilation)",
+                       description="Score cells with the supernet's weights theta_0 and one batch, "
+                       "both from --seed; rows are streamed to --output (CSV: index,arch_str,<proxy>) "
+                       "and a run that was stopped resumes from it.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--space", default="nb201", help="search space (available: nb201)")
+    c.add_argument("--proxy", default="nasi", help="score: nasi (eq. 12 estimator) or ntk_trace (exact)")
+    c.add_argument("--cells", default="all", help="'all', a number N (a seeded sample of N distinct "
+                   "cells) or a file of NB201 arch strings")
+    c.add_argument("--seed", type=int, default=0, help="seed of theta_0, the batch and the sample")
+    c.add_argument("--output", required=True, help="CSV to write (resumed if it exists)")
+    c.add_argument("--batch-size", type=_positive_int("--batch-size"), default=16,
+                   help="examples in the batch shared by all cells")
+    c.add_argument("--data", choices=("random", "random-labels", "real"), default="random")
+    c.add_argument("--data-dir", help="CIFAR-10 folder for --data real/random-labels")
+    c.add_argument("--data-source", choices=("auto", "local", "tfds"), default="auto")
+    c.add_argument("--split-file", help="NB201 cifar-split.txt (default: looked up beside the data)")
+    c.add_argument("--benchmark", help="NB201 accuracy table: the index column is then the NB201 "
+                   "index and 'all' follows its order (else the index is the cell code)")
+    c.add_argument("--init", dest="init_scheme", choices=("pytorch", "flax"), default="pytorch")
+    c.add_argument("--bn-mode", choices=("train", "eval"), default="train")
+    c.add_argument("--channels", type=_positive_int("--channels"), default=16)
+    c.add_argument("--cells-per-stage", type=_positive_int("--cells-per-stage"), default=5)
+    c.add_argument("--image-size", type=_positive_int("--image-size"), default=32)
+    c.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=None,
+                   help="Jacobian rows per VJP batch for --proxy ntk_trace")
+    c.add_argument("--conv-impl", choices=("auto", "xla", "loop-safe"), default="auto")
+    c.add_argument("--workers", type=_positive_int("--workers"), default=2, help="cells in flight")
+    _add_scale_args(c, "cells")
+    c.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+
+    b = sub.add_parser("bench", help="measure the cost figures of issue 4 on this backend",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    b.add_argument("--output", help="write the figures as JSON here (atomically)")
+    b.add_argument("--only", help="comma-separated subset: step,seeds,trace,score")
 
     i = sub.add_parser("info", help="parameter count and FLOPs of one architecture",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -180,6 +259,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
         channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
         init_scheme=args.init_scheme,
         bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
+    devices = _setup_scale(args)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     search.check_seeds(seeds)
     # Fail fast: everything that can be checked is checked before compiling.
@@ -196,7 +276,8 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     if progress:
         print(f"[nasi] {len(seeds)} seed(s) x {cfg.steps} steps, batch {cfg.batch_size}, data "
               f"{cfg.data}, mu {cfg.mu}, nu {cfg.nu} ({cfg.nu_mode}); compiling...", file=sys.stderr)
-    res = search.run_search(cfg, seeds, images=images, labels=labels, progress=progress)
+    res = search.run_search(cfg, seeds, images=images, labels=labels, progress=progress,
+                            devices=devices, memory_budget=args.memory_budget)
     wall = time.perf_counter() - t_start
 
     space = get_space(args.space)
@@ -227,11 +308,13 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     per_step = res.run_time_s / (len(seeds) * cfg.steps)
     print(f"wall time {wall:.1f}s (compile {res.compile_time_s:.1f}s, search {res.run_time_s:.1f}s, "
           f"{per_step:.3f}s per step per seed)")
-    if args.output:
+    import jax
+    if args.output and jax.process_index() == 0:  # several hosts: process 0 writes
         result = {
             "command": "nasi " + " ".join(shlex.quote(a) for a in argv),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "config": dataclasses.asdict(cfg) | {"data_dir": args.data_dir, "benchmark": args.benchmark,
+            "config": dataclasses.asdict(res.config) | {"data_dir": args.data_dir, "benchmark": args.benchmark,
+                                                  "devices": len(devices) if devices else 1,
                                                   "data_source": args.data_source,
                                                   "split_file": args.split_file,
                                                   "loop_used": res.loop},
@@ -248,6 +331,39 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_score(args, argv: Sequence[str]) -> int:
+    from nasi_jax import bench, data, score
+    cfg = score.ScoreConfig(space=args.space, proxy=args.proxy, batch_size=args.batch_size,
+                            data=args.data, channels=args.channels,
+                            cells_per_stage=args.cells_per_stage, image_size=args.image_size,
+                            init_scheme=args.init_scheme, bn_mode=args.bn_mode,
+                            conv_impl=args.conv_impl, chunk_size=args.chunk_size).validate()
+    from nasi_jax.search import check_seeds
+    check_seeds([args.seed])
+    table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
+    ops, index, kind = score.parse_cells(args.cells, seed=args.seed, table=table)
+    _check_writable(args.output)
+    devices = _setup_scale(args)
+    images, labels = data.load_data_for_mode(args.data, args.data_dir, source=args.data_source,
+                                             split_file=args.split_file)
+    t0 = time.perf_counter()
+    extra = {"command": "nasi " + " ".join(shlex.quote(a) for a in argv),
+             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "cells_spec": args.cells, "benchmark": args.benchmark, "data_dir": args.data_dir}
+    if not args.no_progress:
+        print(f"[nasi score] {len(ops)} cells, proxy {cfg.proxy}, batch {cfg.batch_size}, data "
+              f"{cfg.data}, seed {args.seed}; compiling...", file=sys.stderr)
+    scores = score.score_cells(cfg, ops, args.seed, output=args.output, index=index,
+                               index_kind=kind, images=images, labels=labels,
+                               progress=not args.no_progress, workers=args.workers,
+                               devices=devices, extra_meta=extra,
+                               memory_budget=args.memory_budget)
+    wall = time.perf_counter() - t0
+    print(f"scored {len(scores)} cells into {args.output} in {wall:.1f}s "
+          f"({cfg.proxy}: min {np.min(scores):.4g}, median {np.median(scores):.4g}, max {np.max(scores):.4g})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -255,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "score":
+            return _cmd_score(args, argv)
+        if args.command == "bench":
+            from nasi_jax import perf
+            return perf.run(quick=args.quick, output=args.output, only=args.only)
         return _cmd_search(args, argv)
     except (ValueError, OSError, FloatingPointError) as e:
         # our errors (ArchError, DataError, BenchmarkError, NonFiniteScoreError, bad settings)

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -42,17 +44,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from nasi_jax import data as data_lib
+from nasi_jax import memory
 from nasi_jax import ntk, objective, relax
 from nasi_jax.spaces import get_space, nb201
 
 __all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
-           "run_search", "search_fn", "clear_cache", "check_seeds", "objective_and_grad",
+           "run_search", "search_fn", "clear_cache", "compiled_host_step", "resolve_loop",
+           "resolve_seed_batching", "check_seeds", "objective_and_grad",
            "NonFiniteScoreError", "TRACE_COUNT"]
 
 BN_MODES = ("train", "eval")
-SEED_BATCHING = ("map", "vmap")
+SEED_BATCHING = ("auto", "map", "vmap", "threads")
 LOOPS = ("auto", "scan", "host")
 GRAD_MODES = ("fwd-rev", "rev-rev")
+
+_SEED_THREADS = 2  # seeds in flight with seed_batching='threads'
 
 # Incremented each time the per-seed search is traced (== compiled): tests read it.
 TRACE_COUNT = {"search": 0}
@@ -80,9 +86,12 @@ class SearchConfig:
         channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5, 10, 32).
         init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
         bn_mode: ``train`` (batch statistics, default) or ``eval`` (running statistics).
-        seed_batching: ``map`` (seeds one after another: ``lax.map`` in the scan loop, a
-            Python loop over the same compiled step in the host loop; fastest on CPU) or
-            ``vmap`` (all seeds in one batched program).
+        seed_batching: how S seeds share one compiled program. ``map``: seeds one after
+            another (``lax.map`` in the scan loop, a Python loop over the same compiled step
+            in the host loop); ``vmap``: all seeds in one batched program; ``threads`` (host
+            loop only): the per-seed loops of ``map`` run two at a time in threads, so
+            XLA:CPU's single-threaded parts overlap; ``auto`` (default): the fastest
+            measured on the backend (:func:`resolve_seed_batching`, ``nasi bench``).
         loop: ``scan`` (all T steps and S seeds in one compiled program), ``host`` (one
             compiled step called T times per seed from Python, for XLA:CPU, whose
             convolutions run 10-60x slower inside a loop body: jax issue #12868), or ``auto``
@@ -106,7 +115,7 @@ class SearchConfig:
     image_size: int = 32
     init_scheme: str = "pytorch"
     bn_mode: str = "train"
-    seed_batching: str = "map"
+    seed_batching: str = "auto"
     loop: str = "auto"
     grad_mode: str = "fwd-rev"
 
@@ -306,14 +315,49 @@ def _search_one(cfg: SearchConfig, key: jax.Array, seed_index: jax.Array, images
     return SeedOutput(*finalize(cfg, state), history)
 
 
-def _search_many(cfg: SearchConfig, keys: jax.Array, images, labels) -> SeedOutput:
-    idx = jnp.arange(keys.shape[0])
+def resolve_loop(cfg: SearchConfig) -> str:
+    """``auto`` -> ``host`` on CPU, ``scan`` elsewhere."""
+    return cfg.loop if cfg.loop != "auto" else ("host" if jax.default_backend() == "cpu" else "scan")
+
+
+# Chosen by `nasi bench` measurements (README, Performance). CPU (2 cores): threads beat the
+# loop over seeds, vmap was 3x slower. Other backends are not measured yet: 'map' runs the
+# seeds one after another in the same program, which is never slower than a loop over
+# seeds; run `nasi bench` there and pass seed_batching='vmap' if it wins.
+_AUTO_SEED_BATCHING = {"cpu": {"host": "threads", "scan": "map"}}
+_AUTO_SEED_BATCHING_DEFAULT = {"host": "map", "scan": "map"}
+
+
+def resolve_seed_batching(cfg: SearchConfig, loop: str | None = None) -> str:
+    """The seed strategy that ``seed_batching='auto'`` means on this backend and loop."""
+    loop = loop or resolve_loop(cfg)
+    if cfg.seed_batching != "auto":
+        if cfg.seed_batching == "threads" and loop != "host":
+            raise ValueError("seed_batching='threads' needs the host loop (loop='host')")
+        return cfg.seed_batching
+    table = _AUTO_SEED_BATCHING.get(jax.default_backend(), _AUTO_SEED_BATCHING_DEFAULT)
+    return table[loop]
+
+
+def _search_many(cfg: SearchConfig, keys: jax.Array, images, labels, idx=None) -> SeedOutput:
+    if idx is None:
+        idx = jnp.arange(keys.shape[0])
     if cfg.seed_batching == "vmap":
         return jax.vmap(lambda k, i: _search_one(cfg, k, i, images, labels))(keys, idx)
     return jax.lax.map(lambda ki: _search_one(cfg, ki[0], ki[1], images, labels), (keys, idx))
 
 
 search_fn = jax.jit(_search_many, static_argnums=0)
+
+
+def _sharded_search_fn(cfg: SearchConfig, devices):
+    """``_search_many`` with the seed axis sharded over ``devices`` (a 1-D mesh 'seeds')."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    mesh = Mesh(np.asarray(devices), ("seeds",))
+    body = jax.shard_map(lambda k, im, lb, i: _search_many(cfg, k, im, lb, i), mesh=mesh,
+                         in_specs=(P("seeds"), P(), P(), P("seeds")), out_specs=P("seeds"),
+                         check_vma=False)
+    return jax.jit(body), NamedSharding(mesh, P("seeds"))
 """``search_fn(cfg, keys [S, 2], images, labels) -> SeedOutput``: the whole search, one program."""
 
 
@@ -382,15 +426,26 @@ class _Progress:
 
 
 def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=None,
-               progress: bool | Callable[[int, int], None] = False) -> SearchResult:
+               progress: bool | Callable[[int, int], None] = False,
+               devices: Sequence | None = None,
+               memory_budget: int | str | None = None) -> SearchResult:
     """Run NASI for every seed in one compiled call.
 
     Args:
-        cfg: the search configuration (validated here).
+        cfg: the search configuration (validated here; ``loop`` and ``seed_batching``
+            ``auto`` are resolved for the backend and the result's ``config`` holds what ran).
         seeds: integer seeds; seed ``s`` uses ``jax.random.PRNGKey(s)``.
         images, labels: the data pool for ``data='real'``/``'random-labels'``
             (from :func:`nasi_jax.data.load_data_for_mode`); ignored for ``random``.
         progress: True for a progress line on stderr, or a callable ``(seed_index, step)``.
+        devices: shard the seeds over these devices (``jax.shard_map`` over a 1-D mesh;
+            the scan loop; seeds padded to a multiple of the device count). Default: one
+            device. Results equal the one-device results.
+        memory_budget: bytes (or a string such as ``'2GiB'``) the compiled search may use
+            on a device, by XLA's estimate of the compiled program
+            (:func:`nasi_jax.memory.compiled_peak_bytes`); over it, a
+            :class:`nasi_jax.memory.MemoryBudgetError` is raised after compiling and
+            before anything runs.
 
     Returns:
         :class:`SearchResult`. Raises :class:`NonFiniteScoreError` if any trace estimate
@@ -401,6 +456,13 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     if not seeds:
         raise ValueError("give at least one seed")
     check_seeds(seeds)
+    devices = list(devices) if devices is not None else []
+    if len(devices) > 1:
+        if cfg.loop == "host":
+            raise ValueError("several devices need loop='scan' (or 'auto'): the host loop runs on one device")
+        cfg = dataclasses.replace(cfg, loop="scan")
+    loop = resolve_loop(cfg)
+    cfg = dataclasses.replace(cfg, loop=loop, seed_batching=resolve_seed_batching(cfg, loop))
     if cfg.data == "random":
         images = labels = None
     elif images is None or (labels is None and cfg.data == "real"):
@@ -413,13 +475,14 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
             raise ValueError(f"batch_size {cfg.batch_size} exceeds the {images.shape[0]} examples available")
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
 
-    loop = cfg.loop if cfg.loop != "auto" else ("host" if jax.default_backend() == "cpu" else "scan")
     hook = progress if callable(progress) else (_Progress(len(seeds) * cfg.steps) if progress else None)
     if loop == "scan":
-        out, compile_time, run_time = _run_scan(cfg, keys, images, labels, hook)
+        out, compile_time, run_time = _run_scan(cfg, keys, images, labels, hook, devices,
+                                                memory_budget)
         _check_finite(out.history.s, out.history.grad_norm, seeds, 0)
     else:  # checks every step as it goes
-        out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook, seeds)
+        out, compile_time, run_time = _run_host(cfg, keys, images, labels, hook, seeds,
+                                                memory_budget)
 
     hist = {k: np.asarray(v) for k, v in out.history._asdict().items()}
     ops = np.asarray(out.ops)
@@ -453,49 +516,91 @@ def _signature(cfg, keys, images, labels):
             None if labels is None else (labels.shape, str(labels.dtype)))
 
 
-def _run_scan(cfg, keys, images, labels, hook):
+_MEMORY_HINT = "lower the batch size, the channels or (with vmap) the number of seeds"
+
+
+def _run_scan(cfg, keys, images, labels, hook, devices=(), memory_budget=None):
     t0 = time.perf_counter()
-    sig = ("scan",) + _signature(cfg, keys, images, labels)
+    S = keys.shape[0]
+    D = len(devices) if len(devices) > 1 else 1
+    pad = (-S) % D
+    if pad:  # repeat the last seed; its copies are dropped below
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
+    sig = ("scan", tuple(str(d) for d in devices) if D > 1 else None) + _signature(cfg, keys, images, labels)
     compiled = _COMPILED.get(sig)
-    if compiled is None:
-        compiled = _COMPILED[sig] = search_fn.lower(cfg, keys, images, labels).compile()
+    idx = jnp.arange(keys.shape[0])
+    if D > 1:
+        fn, sharding = _sharded_search_fn(cfg, devices)
+        keys, idx = jax.device_put(keys, sharding), jax.device_put(idx, sharding)
+        if compiled is None:
+            compiled = _COMPILED[sig] = fn.lower(keys, images, labels, idx).compile()
+        args = (keys, images, labels, idx)
+    else:
+        if compiled is None:
+            compiled = _COMPILED[sig] = search_fn.lower(cfg, keys, images, labels).compile()
+        args = (keys, images, labels)
     compile_time = time.perf_counter() - t0
+    if memory_budget is not None:
+        memory.check_fits(compiled, memory_budget, "the search", _MEMORY_HINT)
     if hasattr(hook, "start"):
         hook.start()
     _progress_hook[0] = hook
     try:
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(keys, images, labels))
+        out = jax.block_until_ready(compiled(*args))
         jax.effects_barrier()
         run_time = time.perf_counter() - t0
     finally:
         _progress_hook[0] = None
+    if D > 1 and not all(a.is_fully_addressable for a in jax.tree_util.tree_leaves(out)):
+        from jax.experimental import multihost_utils  # several hosts: every process gets all seeds
+        out = multihost_utils.process_allgather(out, tiled=True)
+    if pad:
+        out = jax.tree_util.tree_map(lambda a: a[:S], out)
     return out, compile_time, run_time
 
 
-def _run_host(cfg, keys, images, labels, hook, seeds):
-    """Python loop over steps (and, with ``seed_batching='map'``, seeds) of compiled steps."""
+def compiled_host_step(cfg: SearchConfig, num_seeds: int = 1, images=None, labels=None):
+    """Compiled ``(init, step, finalize)`` of the host loop, cached.
+
+    ``step(state, t, images, labels) -> (state, StepMetrics)`` is one step of Algorithm 1 for
+    one seed (``num_seeds`` seeds batched when ``cfg.seed_batching == 'vmap'``). The cache
+    key leaves out what the step does not depend on (``steps``; ``map`` vs ``threads``), so
+    runs that differ only there share one compilation.
+    """
     batched = cfg.seed_batching == "vmap"
-    t0 = time.perf_counter()
-    sig = ("host",) + _signature(cfg, keys if batched else keys[:1], images, labels)
+    key_cfg = dataclasses.replace(cfg, steps=1, seed_batching="vmap" if batched else "map", loop="host")
+    k = jnp.zeros((num_seeds if batched else 1, 2), jnp.uint32)
+    sig = ("host",) + _signature(key_cfg, k, images, labels)
     fns = _COMPILED.get(sig)
     if fns is None:
         init, step, fin = _host_fns(cfg)
-        k = keys if batched else keys[0]
+        k = k if batched else k[0]
         init_c = init.lower(k).compile()
         st = jax.eval_shape(init, k)
         t = jnp.zeros((), jnp.int32)
         fns = _COMPILED[sig] = (init_c, step.lower(st, t, images, labels).compile(),
                                 fin.lower(st).compile())
-    init_c, step_c, fin_c = fns
+    return fns
+
+
+def _run_host(cfg, keys, images, labels, hook, seeds, memory_budget=None):
+    """Python loop over steps (and, with ``seed_batching='map'``, seeds) of compiled steps."""
+    batched = cfg.seed_batching == "vmap"
+    t0 = time.perf_counter()
+    init_c, step_c, fin_c = compiled_host_step(cfg, len(keys), images, labels)
+    if memory_budget is not None:
+        memory.check_fits(step_c, memory_budget, "the search step", _MEMORY_HINT)
     compile_time = time.perf_counter() - t0
     if hasattr(hook, "start"):
         hook.start()
 
     t0 = time.perf_counter()
     groups = [(list(range(len(keys))), keys)] if batched else [([i], keys[i]) for i in range(len(keys))]
-    outs = []
-    for idx, k in groups:
+    lock = threading.Lock()
+
+    def run_group(group):
+        idx, k = group
         state, hist = init_c(k), []
         for t in range(cfg.steps):
             state, metrics = step_c(state, jnp.asarray(t, jnp.int32), images, labels)
@@ -503,11 +608,23 @@ def _run_host(cfg, keys, images, labels, hook, seeds):
             _check_finite(metrics.s, metrics.grad_norm, [seeds[i] for i in idx], t)  # fail early
             hist.append(metrics)
             if hook is not None:
-                for i in idx:
-                    hook(i, t)
+                with lock:
+                    for i in idx:
+                        hook(i, t)
         alpha_star, ops = fin_c(state)
         history = StepMetrics(*[np.stack(field, axis=1 if batched else 0) for field in zip(*hist)])
-        outs.append(SeedOutput(np.asarray(alpha_star), np.asarray(ops), history))
+        return SeedOutput(np.asarray(alpha_star), np.asarray(ops), history)
+
+    if cfg.seed_batching == "threads" and len(groups) > 1:
+        with ThreadPoolExecutor(_SEED_THREADS) as ex:
+            futures = [ex.submit(run_group, g) for g in groups]
+            try:
+                outs = [f.result() for f in futures]
+            finally:
+                for f in futures:
+                    f.cancel()
+    else:
+        outs = [run_group(g) for g in groups]
     if batched:
         out = outs[0]
     else:

@@ -21,3 +21,13 @@ def data_path(*parts: str) -> pathlib.Path:
     if not p.exists():
         pytest.skip(f"{p} not found under NASI_DATA_DIR")
     return p
+
+
+@pytest.fixture
+def x64():
+    """Float64 for one test (exact comparisons), restored afterwards."""
+    import jax
+    prev = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", prev)

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["nasi_jax.relax", "nasi_jax.objective", "nasi_jax.ntk", "nasi_jax.spaces.nb201",
-           "nasi_jax.search"]
+           "nasi_jax.search", "nasi_jax.conv", "nasi_jax.score", "nasi_jax.memory"]
 
 
 @pytest.mark.parametrize("name", MODULES)

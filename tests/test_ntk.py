@@ -17,14 +17,6 @@ ARCHS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def x64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
-
-
 def small_net(arch, bn_mode, supernet=False):
     """A small network of the NB201 space in float64: f(params, x) -> [B, K]."""
     ops = nb201.parse_arch(arch)

@@ -146,6 +146,7 @@ def test_real_data_step_recomputed_by_hand():
 
 def test_non_finite_scores_raise(monkeypatch):
     monkeypatch.setattr(ntk, "cross_entropy", lambda logits, y: jnp.mean(logits) * jnp.nan)
+    search.clear_cache()  # the compiled step without the patch must not be reused
     with pytest.raises(search.NonFiniteScoreError, match="seed 7, step 0"):
         search.run_search(dataclasses.replace(TINY, steps=1), seeds=[7])
     search.clear_cache()

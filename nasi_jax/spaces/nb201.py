@@ -49,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, Iterator, Sequence
@@ -57,6 +58,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from nasi_jax import conv as _conv
 
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_ARCHS", "ArchError",
@@ -186,6 +189,14 @@ def _torch_uniform(fan_in: int):
     return init
 
 
+def _conv_fn(conv_impl: str):
+    if conv_impl == "xla":
+        return jax.lax.conv_general_dilated
+    if conv_impl == "loop-safe":
+        return _conv.conv_general_dilated
+    raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {_conv.CONV_IMPLS}")
+
+
 def _kernel_init(init: str):
     if init == "pytorch":  # kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in))
         return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -204,6 +215,7 @@ class ReLUConvBN(nn.Module):
     stride: int = 1
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -211,7 +223,8 @@ class ReLUConvBN(nn.Module):
         x = nn.relu(x)
         x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                     padding=((p, p), (p, p)), use_bias=False, kernel_init=_kernel_init(self.init_scheme),
-                    dtype=self.dtype, param_dtype=self.dtype)(x)
+                    dtype=self.dtype, param_dtype=self.dtype,
+                    conv_general_dilated=_conv_fn(self.conv_impl))(x)
         return _bn(x, train, self.dtype)
 
 
@@ -238,35 +251,49 @@ def _avg_pool_3x3(x):
 
 
 class Edge(nn.Module):
-    """One edge: the ops' outputs weighted by ``weights`` ``[5]``; ``fixed`` keeps one op only."""
+    """One edge ``j -> i``.
+
+    ``weights`` is either ``[5]`` floats (the supernet: ``sum_k weights[k] * op_k(x)``) or a
+    scalar integer op index (``lax.switch`` runs only that op: one compiled function scores
+    any discrete cell with the supernet's weights). ``fixed`` keeps one op only (the
+    discrete network, whose parameters are the chosen ops' subset of the supernet's).
+    """
 
     features: int
     fixed: int | None = None
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
+    conv_impl: str = "xla"
+
+    def _op(self, mdl, k, x, train):
+        name = OPS[k]
+        if name == "none":
+            return jnp.zeros_like(x)
+        if name == "skip_connect":
+            return x
+        if name in ("nor_conv_1x1", "nor_conv_3x3"):
+            return ReLUConvBN(self.features, 1 if name == "nor_conv_1x1" else 3,
+                              init_scheme=self.init_scheme, dtype=self.dtype,
+                              conv_impl=self.conv_impl, parent=mdl, name=name)(x, train)
+        if name == "avg_pool_3x3":
+            return _avg_pool_3x3(x)
+        raise AssertionError(name)
 
     @nn.compact
     def __call__(self, x, weights, train: bool):
-        def op(k):
-            name = OPS[k]
-            if name == "skip_connect":
-                return x
-            if name == "nor_conv_1x1":
-                return ReLUConvBN(self.features, 1, init_scheme=self.init_scheme, dtype=self.dtype,
-                                  name="nor_conv_1x1")(x, train)
-            if name == "nor_conv_3x3":
-                return ReLUConvBN(self.features, 3, init_scheme=self.init_scheme, dtype=self.dtype,
-                                  name="nor_conv_3x3")(x, train)
-            if name == "avg_pool_3x3":
-                return _avg_pool_3x3(x)
-            raise AssertionError(name)
-
         if self.fixed is not None:
-            return None if self.fixed == 0 else op(self.fixed)
+            return None if self.fixed == 0 else self._op(self, self.fixed, x, train)
+        if jnp.issubdtype(jnp.asarray(weights).dtype, jnp.integer):
+            if self.is_initializing():
+                raise ArchError("initialise with arch_weights [6, 5] (the supernet creates every "
+                                "op's weights); op indices only select among them")
+            branches = [functools.partial(self._op, k=k, train=train) for k in range(NUM_OPS)]
+            branches = [(lambda b: lambda mdl, x: b(mdl, x=x))(b) for b in branches]
+            return nn.switch(jnp.asarray(weights), branches, self, x)
         # 'none' is the zero op: weights[0] * 0 adds nothing, so it is skipped.
         out = None
         for k in range(1, NUM_OPS):
-            y = weights[k].astype(x.dtype) * op(k)
+            y = weights[k].astype(x.dtype) * self._op(self, k, x, train)
             out = y if out is None else out + y
         return out
 
@@ -278,6 +305,7 @@ class Cell(nn.Module):
     fixed: tuple[int, ...] | None = None
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, arch_weights, train: bool):
@@ -287,8 +315,9 @@ class Cell(nn.Module):
             total = None
             for j in sources:
                 fixed = None if self.fixed is None else self.fixed[e]
-                y = Edge(self.features, fixed, self.init_scheme, self.dtype, name=f"edge_{j}_{i}")(
-                    nodes[j], None if arch_weights is None else arch_weights[e], train)
+                w = None if arch_weights is None else arch_weights[e]
+                y = Edge(self.features, fixed, self.init_scheme, self.dtype, self.conv_impl,
+                         name=f"edge_{j}_{i}")(nodes[j], w, train)
                 if y is not None:
                     total = y if total is None else total + y
                 e += 1
@@ -302,14 +331,16 @@ class ResBlock(nn.Module):
     features: int
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = ReLUConvBN(self.features, 3, 2, self.init_scheme, self.dtype, name="conv_a")(x, train)
-        y = ReLUConvBN(self.features, 3, 1, self.init_scheme, self.dtype, name="conv_b")(y, train)
+        y = ReLUConvBN(self.features, 3, 2, self.init_scheme, self.dtype, self.conv_impl, name="conv_a")(x, train)
+        y = ReLUConvBN(self.features, 3, 1, self.init_scheme, self.dtype, self.conv_impl, name="conv_b")(y, train)
         s = nn.avg_pool(x, (2, 2), (2, 2))
         s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=_kernel_init(self.init_scheme),
-                    dtype=self.dtype, param_dtype=self.dtype, name="shortcut")(s)
+                    dtype=self.dtype, param_dtype=self.dtype, name="shortcut",
+                    conv_general_dilated=_conv_fn(self.conv_impl))(s)
         return s + y
 
 
@@ -326,9 +357,15 @@ class NB201Network(nn.Module):
         init_scheme: 'pytorch' (default; PyTorch's default init, the scale of the paper's nu
             values) or 'flax' (lecun normal, zero bias).
         dtype: parameter and computation dtype.
+        conv_impl: 'xla' (``lax.conv_general_dilated``) or 'loop-safe'
+            (:mod:`nasi_jax.conv`: same values, a derivative that stays fast inside
+            XLA:CPU loops and conditionals).
 
-    ``__call__(x [B,H,W,3], arch_weights [6,5] or None, train) -> logits [B,K]``; with
-    ``train=True`` BatchNorm uses batch statistics (apply with ``mutable=['batch_stats']``).
+    ``__call__(x [B,H,W,3], arch_weights, train) -> logits [B,K]``. ``arch_weights`` is
+    ``[6,5]`` floats (the supernet's mixture), ``[6]`` integer op indices (the supernet's
+    weights, only the chosen op run on each edge through ``lax.switch``; the parameters
+    must come from a supernet ``init``), or None with ``fixed``. With ``train=True``
+    BatchNorm uses batch statistics (apply with ``mutable=['batch_stats']``).
     """
 
     channels: int = 16
@@ -337,6 +374,7 @@ class NB201Network(nn.Module):
     fixed: tuple[int, ...] | None = None
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, arch_weights=None, train: bool = True):
@@ -345,7 +383,11 @@ class NB201Network(nn.Module):
                 raise ArchError("the supernet needs arch_weights of shape [6, 5]; "
                                 "pass nb201.one_hot(ops) for a single cell")
             arch_weights = jnp.asarray(arch_weights)
-            if arch_weights.shape != (NUM_EDGES, NUM_OPS):
+            if jnp.issubdtype(arch_weights.dtype, jnp.integer):
+                if arch_weights.shape != (NUM_EDGES,):
+                    raise ArchError(f"integer arch_weights are op indices of shape ({NUM_EDGES},), "
+                                    f"got {arch_weights.shape}")
+            elif arch_weights.shape != (NUM_EDGES, NUM_OPS):
                 raise ArchError(f"arch_weights must have shape {(NUM_EDGES, NUM_OPS)}, "
                                 f"got {arch_weights.shape}")
         else:
@@ -354,13 +396,15 @@ class NB201Network(nn.Module):
         C = self.channels
         x = nn.Conv(C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
                     kernel_init=_kernel_init(self.init_scheme), dtype=self.dtype,
-                    param_dtype=self.dtype, name="stem_conv")(x)
+                    param_dtype=self.dtype, name="stem_conv",
+                    conv_general_dilated=_conv_fn(self.conv_impl))(x)
         x = _bn(x, train, self.dtype)
         for stage, width in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
-                x = ResBlock(width, self.init_scheme, self.dtype, name=f"reduce_{stage}")(x, train)
+                x = ResBlock(width, self.init_scheme, self.dtype, self.conv_impl, name=f"reduce_{stage}")(x, train)
             for n in range(self.cells_per_stage):
-                x = Cell(width, self.fixed, self.init_scheme, self.dtype, name=f"cell_{stage}_{n}")(
+                x = Cell(width, self.fixed, self.init_scheme, self.dtype, self.conv_impl,
+                         name=f"cell_{stage}_{n}")(
                     x, arch_weights, train)
         x = nn.relu(_bn(x, train, self.dtype))
         x = jnp.mean(x, axis=(1, 2))
