@@ -212,7 +212,7 @@ def plan_exact_trace(f: Callable, params: PyTree, x: jax.Array, *, memory_budget
         >>> plan_exact_trace(f, p, x, memory_budget=16)
         Traceback (most recent call last):
         ...
-        nasi_jax.memory.MemoryBudgetError: exact_trace even with chunk_size=1 (B*K=4 Jacobian rows) needs an estimated ... over the budget of 0.00 MiB (16 bytes); reduce the batch size or the network
+        nasi_jax.memory.MemoryBudgetError: exact_trace even with chunk_size=1 ... over the budget of 0.00 MiB (16 bytes); ...
     """
     return _plan(f, params, x, memory_budget, chunk_size)[0]
 
