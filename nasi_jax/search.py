@@ -321,11 +321,9 @@ def resolve_loop(cfg: SearchConfig) -> str:
 
 
 # Chosen by `nasi bench` measurements (README, Performance). CPU (2 cores): threads beat the
-# loop over seeds, vmap was 3x slower. Other backends are not measured yet: 'map' runs the
-# seeds one after another in the same program, which is never slower than a loop over
+# loop over seeds, vmap was many times slower. Other backends are not measured yet: 'map' runs
+# the seeds one after another in the same program, which is never slower than a loop over
 # seeds; run `nasi bench` there and pass seed_batching='vmap' if it wins.
-_AUTO_SEED_BATCHING = {"cpu": {"host": "threads", "scan": "map"}}
-_AUTO_SEED_BATCHING_DEFAULT = {"host": "map", "scan": "map"}
 
 
 def resolve_seed_batching(cfg: SearchConfig, loop: str | None = None) -> str:
@@ -335,8 +333,7 @@ def resolve_seed_batching(cfg: SearchConfig, loop: str | None = None) -> str:
         if cfg.seed_batching == "threads" and loop != "host":
             raise ValueError("seed_batching='threads' needs the host loop (loop='host')")
         return cfg.seed_batching
-    table = _AUTO_SEED_BATCHING.get(jax.default_backend(), _AUTO_SEED_BATCHING_DEFAULT)
-    return table[loop]
+    return "threads" if loop == "host" and jax.default_backend() == "cpu" else "map"
 
 
 def _search_many(cfg: SearchConfig, keys: jax.Array, images, labels, idx=None) -> SeedOutput:

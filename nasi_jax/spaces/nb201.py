@@ -265,7 +265,7 @@ class Edge(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
 
-    def _op(self, mdl, k, x, train):
+    def _op(self, mdl, x, k, train):
         name = OPS[k]
         if name == "none":
             return jnp.zeros_like(x)
@@ -282,18 +282,17 @@ class Edge(nn.Module):
     @nn.compact
     def __call__(self, x, weights, train: bool):
         if self.fixed is not None:
-            return None if self.fixed == 0 else self._op(self, self.fixed, x, train)
+            return None if self.fixed == 0 else self._op(self, x, self.fixed, train)
         if jnp.issubdtype(jnp.asarray(weights).dtype, jnp.integer):
             if self.is_initializing():
                 raise ArchError("initialise with arch_weights [6, 5] (the supernet creates every "
                                 "op's weights); op indices only select among them")
             branches = [functools.partial(self._op, k=k, train=train) for k in range(NUM_OPS)]
-            branches = [(lambda b: lambda mdl, x: b(mdl, x=x))(b) for b in branches]
             return nn.switch(jnp.asarray(weights), branches, self, x)
         # 'none' is the zero op: weights[0] * 0 adds nothing, so it is skipped.
         out = None
         for k in range(1, NUM_OPS):
-            y = weights[k].astype(x.dtype) * self._op(self, k, x, train)
+            y = weights[k].astype(x.dtype) * self._op(self, x, k, train)
             out = y if out is None else out + y
         return out
 
