@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nu-mode", choices=("fixed", "adaptive"), default="fixed",
                    help="NASI-FIX (fixed) or NASI-ADA (adaptive; the project's running-mean rule)")
     s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    s.add_argument("--readout", choices=("argmax", "argmax-no-none"), default="argmax",
+                   help="the cell from alpha*: per-edge argmax over all ops, or over all but none")
     s.add_argument("--soft", action="store_true", help="soft Gumbel-softmax samples instead of "
                    "hard straight-through ones")
     s.add_argument("--data", choices=("random", "random-labels", "real"), default="random",
@@ -171,7 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "and a run that was stopped resumes from it.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--space", default="nb201", help="search space (available: nb201)")
-    c.add_argument("--proxy", default="nasi", help="score: nasi (eq. 12 estimator) or ntk_trace (exact)")
+    from nasi_jax.proxies import describe
+    c.add_argument("--proxy", default="nasi", metavar="NAME",
+                   help="training-free score, one of: " + ", ".join(
+                       f"{name} ({'+' if sign > 0 else '-'})" for name, sign, _ in describe())
+                   + " (+: larger predicts higher accuracy, -: smaller does; papers and maths in "
+                   "nasi_jax/proxies.py)")
     c.add_argument("--cells", default="all", help="'all', a number N (a seeded sample of N distinct "
                    "cells) or a file of NB201 arch strings")
     c.add_argument("--seed", type=int, default=0, help="seed of theta_0, the batch and the sample")
@@ -191,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-size", type=_positive_int("--image-size"), default=32)
     c.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=None,
                    help="Jacobian rows per VJP batch for --proxy ntk_trace")
+    c.add_argument("--mu", type=float, default=DEFAULT_MU,
+                   help="penalty coefficient mu of --proxy nasi_objective (eq. 13)")
+    c.add_argument("--nu", type=float, default=DEFAULT_NU, help="ceiling nu of --proxy nasi_objective")
     c.add_argument("--conv-impl", choices=("auto", "xla", "loop-safe"), default="auto")
     c.add_argument("--workers", type=_positive_int("--workers"), default=2, help="cells in flight")
     _add_scale_args(c, "cells")
@@ -255,7 +265,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
 
     cfg = search.SearchConfig(
         space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
-        nu_mode=args.nu_mode, tau=args.tau, hard=not args.soft, data=args.data,
+        nu_mode=args.nu_mode, tau=args.tau, readout=args.readout, hard=not args.soft, data=args.data,
         channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
         init_scheme=args.init_scheme,
         bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
@@ -337,7 +347,8 @@ def _cmd_score(args, argv: Sequence[str]) -> int:
                             data=args.data, channels=args.channels,
                             cells_per_stage=args.cells_per_stage, image_size=args.image_size,
                             init_scheme=args.init_scheme, bn_mode=args.bn_mode,
-                            conv_impl=args.conv_impl, chunk_size=args.chunk_size).validate()
+                            conv_impl=args.conv_impl, chunk_size=args.chunk_size,
+                            mu=args.mu, nu=args.nu).validate()
     from nasi_jax.search import check_seeds
     check_seeds([args.seed])
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None

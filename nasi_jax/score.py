@@ -8,11 +8,22 @@ seed ``K`` equals the score of the discrete network initialised with the same ke
 exactly): ``init_key, data_key = split(PRNGKey(K))``; ``theta_0 = init(init_key)``; the
 batch ``(x, y) = sample_batch(data_key, b)`` is the same for every cell.
 
-Proxies (:data:`PROXIES`; larger is better for both):
+Proxies (:data:`PROXIES`, the registry of :mod:`nasi_jax.proxies`, where each is a pure
+function with its paper and maths; sign +1: larger is better, -1: smaller is better):
 
-* ``nasi``: NASI's estimator (eq. 12), ``||grad_theta (1/b) sum_i l(f(x_i), y_i)||^2``;
-* ``ntk_trace``: the exact empirical NTK trace ``sum_{i,k} ||d f_k(x_i)/d theta||^2``
-  (``b*K`` VJPs per cell; chunked by ``chunk_size``).
+* ``nasi`` (+1): NASI's estimator (eq. 12), ``||grad_theta (1/b) sum_i l(f(x_i), y_i)||^2``;
+* ``ntk_trace`` (+1): the exact empirical NTK trace ``sum_{i,k} ||d f_k(x_i)/d theta||^2``
+  (``b*K`` VJPs per cell; chunked by ``chunk_size``);
+* ``nasi_objective`` (+1): NASI's eq. 13 ``s - mu max(0, s - nu)`` (``mu``, ``nu`` below);
+* ``grad_norm`` (+1), ``snip`` (+1), ``grasp`` (+1): loss-gradient scores over the weights
+  (conv and classifier kernels);
+* ``synflow`` (+1): natural log of SynFlow, ``train=False`` BatchNorm, all-ones input;
+* ``jacob_cov`` (+1): correlation of the input Jacobian's rows;
+* ``naswot`` (+1): ``log|det K_H|`` of the ReLU code kernel (through the float one-hot
+  supernet path, which sows the codes; the forward equals the discrete network's);
+* ``te_nas_cond`` (-1): condition number of the per-example NTK ``J J^T``;
+* ``params`` (+1), ``flops`` (+1): the discrete network's parameters and multiply-accumulates
+  (a lookup per op; no network is run).
 
 :func:`score_cells` streams ``index,arch_str,<proxy>`` rows to a CSV as cells finish; a
 run that is killed resumes from that file without redoing finished cells; its settings are
@@ -36,6 +47,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -48,7 +60,7 @@ import numpy as np
 
 from nasi_jax import conv as conv_lib
 from nasi_jax import data as data_lib
-from nasi_jax import ntk
+from nasi_jax import proxies
 from nasi_jax.spaces import nb201
 
 __all__ = ["PROXIES", "Proxy", "ScoreConfig", "ScoreError", "TRACE_COUNT", "make_score_fn",
@@ -61,26 +73,8 @@ class ScoreError(ValueError):
     """Bad scoring input: unknown proxy, malformed cells, an output from other settings."""
 
 
-class Proxy(NamedTuple):
-    """A training-free score ``fn(f, params, x, y, cfg) -> scalar``; ``f(params, x) -> logits``."""
-
-    fn: Callable
-    sign: int       # +1: larger predicts better accuracy
-    description: str
-
-
-def _nasi(f, params, x, y, cfg):
-    return ntk.nasi_estimator(f, params, x, y)
-
-
-def _ntk_trace(f, params, x, y, cfg):
-    return ntk.exact_trace(f, params, x, chunk_size=cfg.chunk_size)
-
-
-PROXIES: dict[str, Proxy] = {
-    "nasi": Proxy(_nasi, +1, "NASI's eq. 12 estimator ||grad_theta L||^2 (Shu et al., ICLR 2022)"),
-    "ntk_trace": Proxy(_ntk_trace, +1, "exact empirical NTK trace sum_{i,k} ||d f_k(x_i)/d theta||^2"),
-}
+Proxy = proxies.Proxy
+PROXIES: dict[str, Proxy] = proxies.PROXIES  # name -> Proxy(fn(net, params, x, y, cfg), sign, description)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +93,7 @@ class ScoreConfig:
             inside ``lax.switch`` 10-75x slower; ``xla`` elsewhere), ``xla`` or ``loop-safe``.
         chunk_size: Jacobian rows per VJP batch for ``ntk_trace`` (None: all at once).
         dtype: ``float32`` or ``float64`` (needs ``jax_enable_x64``).
+        mu, nu: penalty coefficient (``>= 0``) and ceiling (``> 0``) of ``nasi_objective``.
     """
 
     space: str = "nb201"
@@ -114,6 +109,8 @@ class ScoreConfig:
     conv_impl: str = "auto"
     chunk_size: int | None = None
     dtype: str = "float32"
+    mu: float = 2.0
+    nu: float = 100.0
 
     def validate(self) -> "ScoreConfig":
         if self.space != "nb201":
@@ -137,6 +134,11 @@ class ScoreConfig:
         conv_lib.resolve_conv_impl(self.conv_impl, nested=True)
         if self.dtype not in ("float32", "float64"):
             raise ScoreError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for name, lowest, strict in (("mu", 0.0, False), ("nu", 0.0, True)):
+            v = getattr(self, name)
+            if (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                    or not math.isfinite(v) or v < lowest or (strict and v == lowest)):
+                raise ScoreError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {v!r}")
         if self.data != "random" and self.image_size != data_lib.IMAGE_SHAPE[0]:
             raise ScoreError(f"CIFAR-10 images are 32x32: image_size must be 32 with data={self.data!r}")
         return self
@@ -157,17 +159,30 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
     cfg.validate()
     net = _network(cfg)
     proxy = PROXIES[cfg.proxy]
+    train = cfg.bn_mode == "train"
 
     def score(params, batch_stats, x, y, ops):
         TRACE_COUNT["score"] += 1
 
         def f(p, x_):
             v = {"params": p, "batch_stats": batch_stats}
-            if cfg.bn_mode == "train":
+            if train:
                 return net.apply(v, x_, ops, train=True, mutable=["batch_stats"])[0]
             return net.apply(v, x_, ops, train=False)
 
-        return proxy.fn(f, params, x, y, cfg)
+        def f_eval(p, x_):
+            return net.apply({"params": p, "batch_stats": batch_stats}, x_, ops, train=False)
+
+        def relu_kernel(p, x_):
+            # the float one-hot supernet path (forward = the discrete network's) sows each
+            # ReLU's code kernel times its op's weight: unused ops add 0
+            w = jax.nn.one_hot(ops, nb201.NUM_OPS, dtype=jnp.dtype(cfg.dtype))
+            mutable = [nb201.RELU_CODES] + (["batch_stats"] if train else [])
+            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, w, train=train,
+                                 mutable=mutable)
+            return sum(jax.tree_util.tree_leaves(state[nb201.RELU_CODES]))
+
+        return proxy.fn(proxies.Network(f, f_eval, relu_kernel, ops), params, x, y, cfg)
 
     return score
 
@@ -529,5 +544,7 @@ def _same_config(a: dict | None, b: dict) -> bool:
     """Configs agree on everything that changes a score's value beyond rounding."""
     if a is None:
         return False
+    # a field an older meta file lacks (e.g. mu, nu) had its default value then
+    a = {**{f.name: f.default for f in dataclasses.fields(ScoreConfig)}, **a}
     ignore = {"conv_impl", "chunk_size"}
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import threading
 import time
@@ -51,12 +52,13 @@ from nasi_jax.spaces import get_space, nb201
 __all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
            "run_search", "search_fn", "clear_cache", "compiled_host_step", "resolve_loop",
            "resolve_seed_batching", "check_seeds", "objective_and_grad",
-           "NonFiniteScoreError", "TRACE_COUNT"]
+           "NonFiniteScoreError", "TRACE_COUNT", "replay", "read_out", "READOUTS"]
 
 BN_MODES = ("train", "eval")
 SEED_BATCHING = ("auto", "map", "vmap", "threads")
 LOOPS = ("auto", "scan", "host")
 GRAD_MODES = ("fwd-rev", "rev-rev")
+READOUTS = ("argmax", "argmax-no-none")
 
 _SEED_THREADS = 2  # seeds in flight with seed_batching='threads'
 
@@ -82,6 +84,9 @@ class SearchConfig:
         tau: Gumbel-softmax temperature.
         hard: straight-through hard samples (default) or soft samples.
         xi: radius of eq. 17-18 (scales alpha*; does not change the argmax).
+        readout: how the cell is read from ``alpha*``: ``argmax`` (per edge, over all ops)
+            or ``argmax-no-none`` (per edge, over all ops but ``none``, as DARTS reads its
+            genotypes out; :func:`read_out`).
         data: ``random`` | ``random-labels`` | ``real`` (see :mod:`nasi_jax.data`).
         channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5, 10, 32).
         init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
@@ -108,6 +113,7 @@ class SearchConfig:
     tau: float = 1.0
     hard: bool = True
     xi: float = 1.0
+    readout: str = "argmax"
     data: str = "random"
     channels: int = 16
     cells_per_stage: int = 5
@@ -134,6 +140,7 @@ class SearchConfig:
             (self.nu_mode in objective.NU_MODES, f"nu_mode must be one of {objective.NU_MODES}, got {self.nu_mode!r}"),
             (np.isfinite(self.tau) and self.tau > 0, f"tau must be > 0, got {self.tau!r}"),
             (np.isfinite(self.xi) and self.xi > 0, f"xi must be > 0, got {self.xi!r}"),
+            (self.readout in READOUTS, f"readout must be one of {READOUTS}, got {self.readout!r}"),
             (self.data in data_lib.DATA_MODES, f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}"),
             (self.channels > 0 and self.cells_per_stage >= 1 and self.num_classes > 1,
              f"channels must be > 0, cells_per_stage >= 1 (the searched cell must be in the "
@@ -194,6 +201,7 @@ class StepMetrics(NamedTuple):
     nu: jax.Array         # ceiling used at step t
     grad_norm: jax.Array  # ||G_t||
     sampled: jax.Array    # [E] op indices of A_t
+    G: jax.Array          # [E, K] the gradient G_t itself (what :func:`replay` re-weights)
 
 
 class SeedOutput(NamedTuple):
@@ -292,7 +300,7 @@ def search_step(cfg: SearchConfig, state: SeedState, t: jax.Array, images, label
     g = relax.gumbel_noise(gumbel_key, (E, K))
     nu = objective.current_nu(state.nu, cfg.nu_mode)
     R, s, G = objective_and_grad(f, state.params, alpha0, g, x, y, nu, cfg)
-    metrics = StepMetrics(s, R, nu, jnp.linalg.norm(G), jnp.argmax(alpha0 + g, axis=-1))
+    metrics = StepMetrics(s, R, nu, jnp.linalg.norm(G), jnp.argmax(alpha0 + g, axis=-1), G)
     state = state._replace(eq18=eq18_update(state.eq18, G), nu=objective.nu_update(state.nu, s))
     return state, metrics
 
@@ -300,7 +308,17 @@ def search_step(cfg: SearchConfig, state: SeedState, t: jax.Array, images, label
 def finalize(cfg: SearchConfig, state: SeedState) -> tuple[jax.Array, jax.Array]:
     """``alpha* = alpha_0 + Delta*`` (eq. 18) and the per-edge argmax ``[E]``."""
     alpha_star = eq18_delta(state.eq18, cfg.xi)
-    return alpha_star, jnp.argmax(alpha_star, axis=-1)
+    return alpha_star, read_out(alpha_star, cfg.readout)
+
+
+def read_out(alpha_star: jax.Array, readout: str = "argmax") -> jax.Array:
+    """Op indices ``[..., E]`` of the cell selected by ``alpha* [..., E, K]``: the per-edge
+    argmax, over all ops (``argmax``) or over all but ``none`` (op 0; ``argmax-no-none``)."""
+    if readout == "argmax":
+        return jnp.argmax(alpha_star, axis=-1)
+    if readout == "argmax-no-none":
+        return 1 + jnp.argmax(alpha_star[..., 1:], axis=-1)
+    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
 
 
 def _search_one(cfg: SearchConfig, key: jax.Array, seed_index: jax.Array, images, labels
@@ -391,7 +409,7 @@ class SearchResult:
     alpha_star: np.ndarray       # [S, E, K]
     ops: np.ndarray              # [S, E]
     arch_strs: list[str]
-    history: dict[str, np.ndarray]  # s, R, nu, grad_norm: [S, T]; sampled: [S, T, E]
+    history: dict[str, np.ndarray]  # s, R, nu, grad_norm: [S, T]; sampled: [S, T, E]; G: [S, T, E, K]
     compile_time_s: float   # 0 when a compiled search was reused
     run_time_s: float
     loop: str = "scan"      # the loop strategy used (``scan`` or ``host``)
@@ -485,6 +503,60 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     ops = np.asarray(out.ops)
     return SearchResult(cfg, seeds, np.asarray(out.alpha_star), ops,
                         [nb201.arch_to_str(o) for o in ops], hist, compile_time, run_time, loop)
+
+
+@functools.partial(jax.jit, static_argnames=("nu_mode",))
+def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, E, K]
+    def one(s_seq, G_seq):
+        def body(carry, sg):
+            acc, nu_state = carry
+            s_t, G_t = sg
+            dR_ds = 1.0 - mu * (s_t > objective.current_nu(nu_state, nu_mode)).astype(s_t.dtype)
+            return (eq18_update(acc, dR_ds * G_t), objective.nu_update(nu_state, s_t)), None
+        (acc, _), _ = jax.lax.scan(body, (eq18_init(G_seq[0]), objective.nu_init(nu)), (s_seq, G_seq))
+        return eq18_delta(acc, xi)
+    return jax.vmap(one)(s, G)
+
+
+def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed",
+           steps: int | None = None, xi: float = 1.0, readout: str | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """``(alpha* [S, E, K], ops [S, E])`` of the search with other ``mu``, ``nu``, ``nu_mode``
+    or a shorter ``T``, computed from the history of a search run with ``mu = 0``.
+
+    Because every ``G_t`` is taken at ``alpha_0`` and ``R`` depends on the architecture only
+    through ``s``, ``G_t(mu, nu) = (1 - mu [s(A_t) > nu_t]) grad_alpha s(A_t)``; with
+    ``mu = 0`` the history's ``G`` is ``grad_alpha s(A_t)``, and ``nu_t`` (fixed, or the
+    running mean of NASI-ADA) depends only on ``nu`` and the ``s`` history. The data batch,
+    the Gumbel sample and ``s`` of step ``t`` do not depend on ``mu``, ``nu`` or ``T`` (step
+    keys are ``fold_in(loop_key, t)``), so a replay equals a fresh search with those
+    settings (tested: identical cells; ``alpha*`` equal to float rounding), and the first
+    ``steps`` of a ``T``-step run are the ``steps``-step search. One ``mu = 0`` run thus
+    serves a whole grid of ``(mu, nu)`` and both NASI-FIX and NASI-ADA. ``readout``
+    (default: the run's) picks how the cell is read from ``alpha*`` (:func:`read_out`).
+
+    Example:
+        >>> cfg = SearchConfig(steps=3, batch_size=4, channels=4, cells_per_stage=1,
+        ...                    image_size=8, mu=0.0)
+        >>> res = run_search(cfg, seeds=[0])
+        >>> alpha, ops = replay(res, mu=2.0, nu=float(res.history["s"].mean()), steps=2)
+        >>> alpha.shape, ops.shape
+        ((1, 6, 5), (1, 6))
+    """
+    if result.config.mu != 0:
+        raise ValueError(f"replay needs a search run with mu=0 (its G_t are grad_alpha s); this "
+                         f"one used mu={result.config.mu}")
+    T = result.config.steps if steps is None else int(steps)
+    if not 1 <= T <= result.config.steps:
+        raise ValueError(f"steps must be in 1..{result.config.steps} (the run's T), got {steps}")
+    if nu_mode not in objective.NU_MODES:
+        raise ValueError(f"nu_mode must be one of {objective.NU_MODES}, got {nu_mode!r}")
+    if not (np.isfinite(mu) and mu >= 0 and np.isfinite(nu) and nu > 0):
+        raise ValueError(f"need mu >= 0 and nu > 0 (finite); got mu={mu}, nu={nu}")
+    s = jnp.asarray(result.history["s"][:, :T], jnp.float32)
+    G = jnp.asarray(result.history["G"][:, :T], jnp.float32)
+    alpha = _replay(s, G, float(mu), float(nu), float(xi), nu_mode)
+    return np.asarray(alpha), np.asarray(read_out(alpha, readout or result.config.readout))
 
 
 def check_seeds(seeds: Sequence[int]) -> None:

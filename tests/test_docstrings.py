@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["nasi_jax.relax", "nasi_jax.objective", "nasi_jax.ntk", "nasi_jax.spaces.nb201",
-           "nasi_jax.search", "nasi_jax.conv", "nasi_jax.score", "nasi_jax.memory"]
+           "nasi_jax.search", "nasi_jax.conv", "nasi_jax.score", "nasi_jax.memory",
+           "nasi_jax.proxies"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -103,6 +103,27 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         score.score_cells(TINY, CELLS[:2], seed=0, output=str(stray), progress=False)
 
 
+def test_resume_checks_mu_nu_and_accepts_older_meta(tmp_path):
+    """mu and nu are part of the settings; a meta file from before they existed (no such
+    keys) resumes as if it had their defaults."""
+    import json
+    out = tmp_path / "s.csv"
+    score.score_cells(TINY, CELLS[:2], seed=0, output=str(out), progress=False)
+    with pytest.raises(score.ScoreError, match="other settings"):
+        score.score_cells(dataclasses.replace(TINY, mu=3.0), CELLS[:2], seed=0, output=str(out),
+                          progress=False)
+    meta_path = str(out) + ".meta.json"
+    meta = json.loads(open(meta_path).read())
+    del meta["config"]["mu"], meta["config"]["nu"]
+    with open(meta_path, "w") as fh:
+        json.dump(meta, fh)
+    with pytest.raises(score.ScoreError, match="other settings"):  # the older file's nu: 100
+        score.score_cells(dataclasses.replace(TINY, nu=5.0), CELLS[:2], seed=0, output=str(out),
+                          progress=False)
+    again = score.score_cells(TINY, CELLS[:2], seed=0, output=str(out), progress=False)
+    assert np.isfinite(again).all()
+
+
 def test_parse_cells(tmp_path):
     ops, index, kind = score.parse_cells("all")
     assert len(ops) == nb201.NUM_ARCHS and index == list(range(nb201.NUM_ARCHS)) and kind == "code"

@@ -185,3 +185,33 @@ def test_hard_sample_is_one_hot_with_soft_gradient():
     gh = jax.grad(lambda a: jnp.sum(w * relax.relaxed_sample(a, g, hard=True)))(a)
     gs = jax.grad(lambda a: jnp.sum(w * relax.relaxed_sample(a, g, hard=False)))(a)
     np.testing.assert_allclose(gh, gs, rtol=1e-6)
+
+
+def test_replay_of_a_mu0_run_equals_fresh_searches():
+    """One mu=0 run replays NASI-FIX / NASI-ADA at any (mu, nu) and any shorter T exactly."""
+    base = dataclasses.replace(TINY, steps=4, mu=0.0, nu_mode="fixed", channels=3)
+    res0 = search.run_search(base, seeds=[0, 1, 2])
+    assert res0.history["G"].shape == (3, 4, 6, 5)
+    s = res0.history["s"]
+    nu_mid = float(np.median(s))  # some steps above the ceiling, some below
+    assert (s > nu_mid).any() and (s < nu_mid).any()
+    for mode, nu in (("fixed", nu_mid), ("adaptive", float(s.min()))):
+        for steps in (4, 2):
+            fresh = search.run_search(dataclasses.replace(base, mu=2.0, nu=nu, nu_mode=mode, steps=steps),
+                                      seeds=[0, 1, 2])
+            alpha, ops = search.replay(res0, mu=2.0, nu=nu, nu_mode=mode, steps=steps)
+            np.testing.assert_array_equal(ops, fresh.ops)
+            np.testing.assert_allclose(alpha, fresh.alpha_star, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(fresh.history["s"], s[:, :steps])
+    # mu=2 flips the sign of the steps above the ceiling, so the cell can change
+    a_pen, _ = search.replay(res0, mu=2.0, nu=float(s.min()) * 0.5)
+    np.testing.assert_allclose(a_pen, -res0.alpha_star, rtol=1e-6, atol=1e-7)
+    no_none = search.run_search(dataclasses.replace(base, readout="argmax-no-none"), seeds=[0, 1, 2])
+    _, ops = search.replay(res0, mu=0.0, nu=1.0, readout="argmax-no-none")
+    np.testing.assert_array_equal(ops, no_none.ops)
+    assert (no_none.ops > 0).all()
+    np.testing.assert_array_equal(no_none.ops, 1 + res0.alpha_star[..., 1:].argmax(-1))
+    with pytest.raises(ValueError, match="mu=0"):
+        search.replay(fresh, mu=1.0, nu=1.0)
+    with pytest.raises(ValueError, match="steps"):
+        search.replay(res0, mu=1.0, nu=1.0, steps=5)

@@ -34,6 +34,12 @@ The supernet takes the architecture as an input array ``arch_weights`` of shape
 A one-hot ``arch_weights`` gives exactly the discrete cell's output, so one compiled
 function serves every architecture, Gumbel sample and seed.
 
+When the ``relu_codes`` collection (:data:`RELU_CODES`) is mutable, every ReLU the
+network runs sows the binary-code kernel of its input (:func:`relu_code_kernel`, NASWOT's
+``K_H`` term), scaled by its edge's architecture weight inside a cell (so with one-hot
+weights the ops a cell does not use add 0) and by 1 elsewhere; their sum is NASWOT's
+kernel (:func:`nasi_jax.proxies.naswot`). When it is not mutable nothing is computed.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from nasi_jax.spaces import nb201
@@ -64,7 +70,7 @@ from nasi_jax import conv as _conv
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_ARCHS", "ArchError",
     "parse_arch", "arch_to_str", "ops_to_code", "code_to_ops", "all_arch_strs", "one_hot",
-    "is_degenerate", "NB201Network", "count_params", "count_flops",
+    "is_degenerate", "NB201Network", "count_params", "count_flops", "RELU_CODES", "relu_code_kernel",
 ]
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -207,8 +213,40 @@ def _kernel_init(init: str):
 
 # --------------------------------------------------------------------------- modules
 
+RELU_CODES = "relu_codes"
+
+
+def relu_code_kernel(z: jax.Array) -> jax.Array:
+    """NASWOT's kernel of one ReLU: ``c c^T + (1 - c)(1 - c)^T`` with ``c = (z > 0)``.
+
+    ``z``: the ReLU's input ``[B, ...]``, flattened per example to ``[B, n]``; entry
+    ``(i, j)`` is ``n`` minus the Hamming distance of the codes of examples ``i`` and ``j``
+    (an integer, exact in float32 for ``n < 2**24``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> relu_code_kernel(jnp.array([[1., -2., 3.], [-1., -2., 3.]]))
+        Array([[3., 2.],
+               [2., 3.]], dtype=float32)
+    """
+    c = (z > 0).reshape(z.shape[0], -1).astype(z.dtype)
+    return c @ c.T + (1 - c) @ (1 - c).T
+
+
+def _relu(mdl: nn.Module, x, weight=None):
+    """``relu(x)``; sows :func:`relu_code_kernel` (times ``weight``) into ``relu_codes``
+    when that collection is mutable."""
+    if mdl.is_mutable_collection(RELU_CODES):
+        k = relu_code_kernel(x)
+        mdl.sow(RELU_CODES, "kernel", k if weight is None else k * jnp.asarray(weight).astype(k.dtype))
+    return nn.relu(x)
+
+
 class ReLUConvBN(nn.Module):
-    """ReLU -> Conv(k x k, stride, padding (k-1)//2, no bias) -> BatchNorm (affine)."""
+    """ReLU -> Conv(k x k, stride, padding (k-1)//2, no bias) -> BatchNorm (affine).
+
+    ``code_weight`` scales the ReLU's sown code kernel (module docstring); None means 1.
+    """
 
     features: int
     kernel: int
@@ -218,9 +256,9 @@ class ReLUConvBN(nn.Module):
     conv_impl: str = "xla"
 
     @nn.compact
-    def __call__(self, x, train: bool):
+    def __call__(self, x, train: bool, code_weight=None):
         p = (self.kernel - 1) // 2
-        x = nn.relu(x)
+        x = _relu(self, x, code_weight)
         x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                     padding=((p, p), (p, p)), use_bias=False, kernel_init=_kernel_init(self.init_scheme),
                     dtype=self.dtype, param_dtype=self.dtype,
@@ -265,7 +303,7 @@ class Edge(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
 
-    def _op(self, mdl, x, k, train):
+    def _op(self, mdl, x, k, train, code_weight=None):
         name = OPS[k]
         if name == "none":
             return jnp.zeros_like(x)
@@ -274,7 +312,7 @@ class Edge(nn.Module):
         if name in ("nor_conv_1x1", "nor_conv_3x3"):
             return ReLUConvBN(self.features, 1 if name == "nor_conv_1x1" else 3,
                               init_scheme=self.init_scheme, dtype=self.dtype,
-                              conv_impl=self.conv_impl, parent=mdl, name=name)(x, train)
+                              conv_impl=self.conv_impl, parent=mdl, name=name)(x, train, code_weight)
         if name == "avg_pool_3x3":
             return _avg_pool_3x3(x)
         raise AssertionError(name)
@@ -287,12 +325,15 @@ class Edge(nn.Module):
             if self.is_initializing():
                 raise ArchError("initialise with arch_weights [6, 5] (the supernet creates every "
                                 "op's weights); op indices only select among them")
+            if self.is_mutable_collection(RELU_CODES):
+                raise ArchError("relu_codes needs float arch_weights (e.g. nb201.one_hot(ops)) or "
+                                "a fixed network, not integer op indices")
             branches = [functools.partial(self._op, k=k, train=train) for k in range(NUM_OPS)]
             return nn.switch(jnp.asarray(weights), branches, self, x)
         # 'none' is the zero op: weights[0] * 0 adds nothing, so it is skipped.
         out = None
         for k in range(1, NUM_OPS):
-            y = weights[k].astype(x.dtype) * self._op(self, x, k, train)
+            y = weights[k].astype(x.dtype) * self._op(self, x, k, train, code_weight=weights[k])
             out = y if out is None else out + y
         return out
 
@@ -405,7 +446,7 @@ class NB201Network(nn.Module):
                 x = Cell(width, self.fixed, self.init_scheme, self.dtype, self.conv_impl,
                          name=f"cell_{stage}_{n}")(
                     x, arch_weights, train)
-        x = nn.relu(_bn(x, train, self.dtype))
+        x = _relu(self, _bn(x, train, self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         fan_in = x.shape[-1]
         if self.init_scheme == "pytorch":

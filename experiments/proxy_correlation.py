@@ -1,0 +1,319 @@
+"""Training-free scores under one harness on NAS-Bench-201: rank correlations, scatter plots,
+label/data agnosticism, and best-of-N baselines at NASI's time budget.
+
+    python experiments/proxy_correlation.py --cells 1000 --output docs/runs/proxy_correlation.json \\
+        --search-table docs/runs/nb201_search_table.json
+
+* **Cells**: a uniform sample of ``--cells`` distinct NB201 cells drawn with ``--seed``
+  (:func:`nasi_jax.score.parse_cells`); every proxy scores the same cells with the same
+  initial weights and the same data batch (``PRNGKey(seed)``; real CIFAR-10 images with
+  their labels, NB201's train half, ``--batch-size`` examples), through
+  :func:`nasi_jax.score.score_cells` (one compilation per proxy, resumable CSVs in
+  ``--workdir``).
+* **Correlations**: Spearman rho and Kendall tau of ``sign * score`` (so that larger
+  predicts better for every proxy; :data:`nasi_jax.score.PROXIES` gives the signs) with
+  CIFAR-10 / CIFAR-100 / ImageNet16-120 test and CIFAR-10 validation accuracy, over all
+  sampled cells, over the non-degenerate ones, and over the cells without unreachable ops
+  (``arch_str == canonical_arch_str``: the 9 445-cell protocol of NAS-Bench-Suite-Zero,
+  whose published rho are quoted beside ours).
+* **Published scores, cell by cell**: where ``../shared/data/nb201_zc`` holds the same
+  proxy (NAS-Bench-Suite-Zero, CIFAR-10), Spearman rho between our score and the published
+  one on the sampled cells it covers.
+* **Label / data agnosticism** (NASI's Fig. 1 / Table 2, on NB201): NASI's estimator with
+  the true labels, random labels and Gaussian inputs on the same cells; Pearson and
+  Spearman correlation across cells between the true-label score and the others.
+* **Best-of-N baselines**: with NASI's 4T search time per seed (from ``--search-table``) as
+  the budget, each proxy scores ``N = budget * (its measured cells/s)`` cells drawn at
+  random from the sample (capped at the sample size) and keeps its best; mean ± std over 10
+  draws. A uniform random cell is the zero-cost baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from scipy import stats
+
+from nasi_jax import bench, cli, data as data_lib, score
+from nasi_jax.spaces import nb201
+
+PUBLISHED_RHO = {  # Spearman vs CIFAR-10 test, 9 445 cells, NAS-Bench-Suite-Zero (PAPER.md section 6)
+    "naswot": 0.81, "jacob_cov": 0.80, "params": 0.80, "synflow": 0.78, "flops": 0.77,
+    "snip": 0.60, "grad_norm": 0.60, "grasp": 0.54,
+}
+NBSZ_COLUMN = {"naswot": "nwot", "jacob_cov": "jacov", "params": "params", "flops": "flops",
+               "synflow": "synflow", "snip": "snip", "grad_norm": "grad_norm", "grasp": "grasp"}
+DEFAULT_PROXIES = ("nasi", "nasi_objective", "ntk_trace", "grad_norm", "snip", "grasp", "synflow",
+                   "jacob_cov", "naswot", "te_nas_cond", "params", "flops")
+AGNOSTIC_MODES = ("real", "random-labels", "random")
+
+
+def score_proxy(proxy, mode, ops, index, args, images, labels, extra=None):
+    cfg = score.ScoreConfig(proxy=proxy, batch_size=args.batch_size, data=mode, **(extra or {}))
+    out = os.path.join(args.workdir, f"{proxy}_{mode}_b{args.batch_size}_s{args.seed}.csv")
+    vals = score.score_cells(cfg, ops, seed=args.seed, output=out, index=index, index_kind="nb201",
+                             images=images if mode != "random" else None,
+                             labels=labels if mode == "real" else None, progress=True)
+    return vals, cfg
+
+
+def measure_rate(cfg, ops, seed, images, labels, n):
+    """Cells per second of ``score_cells`` after compilation (one warm-up cell, then ``n``)."""
+    kw = dict(seed=seed, images=images if cfg.data != "random" else None,
+              labels=labels if cfg.data == "real" else None, progress=False)
+    t0 = time.perf_counter()
+    score.score_cells(cfg, ops[:1], **kw)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score.score_cells(cfg, ops[1:n + 1], **kw)
+    return n / (time.perf_counter() - t0), compile_s
+
+
+def correlations(x, accs, masks):
+    out = {}
+    for m, acc in accs.items():
+        for name, mask in masks.items():
+            out[f"{m}/{name}"] = {"spearman": float(stats.spearmanr(x[mask], acc[mask])[0]),
+                                  "kendall": float(stats.kendalltau(x[mask], acc[mask])[0])}
+    return out
+
+
+def nbsz_scores(path, archs_canon):
+    """Published NAS-Bench-Suite-Zero scores (CIFAR-10) keyed by canonical arch string."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        rows = {r["arch_str"]: r for r in csv.DictReader(fh)}
+    return {a: rows[a] for a in archs_canon if a in rows}
+
+
+def scatter(path, names, scores, acc, signs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        ok = ~np.isnan(scores[name])
+        x, acc_ = scores[name][ok], acc[ok]
+        if name in ("ntk_trace", "nasi", "nasi_objective", "snip", "grad_norm", "te_nas_cond",
+                    "params", "flops") and (x > 0).all():
+            ax.set_xscale("log")
+        ax.scatter(x, acc_, s=3, alpha=0.4)
+        rho = stats.spearmanr(signs[name] * x, acc_)[0]
+        ax.set_title(f"{name} (ρ={rho:.2f}, {ok.sum()} cells)", fontsize=9)
+        ax.set_ylim(max(acc.min(), 40), acc.max() + 1)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.supylabel("CIFAR-10 test accuracy (%)")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def agnostic_figure(path, base, others):
+    """NASI's score with true labels against random labels / Gaussian inputs (log-log)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(others), figsize=(4 * len(others), 3.6), squeeze=False)
+    for ax, (mode, vals) in zip(axes[0], others.items()):
+        ax.scatter(base, vals, s=3, alpha=0.4)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("NASI score, real images + true labels")
+        ax.set_ylabel(f"NASI score, {mode}")
+        ax.set_title(f"Spearman {stats.spearmanr(base, vals)[0]:.3f}, "
+                     f"Pearson(log) {stats.pearsonr(np.log(base), np.log(vals))[0]:.3f}", fontsize=9)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--proxies", default=",".join(DEFAULT_PROXIES))
+    p.add_argument("--slow-proxies", default="grasp:200,ntk_trace:100",
+                   help="NAME:N,... proxies scored on the first N cells of the sample only")
+    p.add_argument("--score-only", action="store_true",
+                   help="score and stop (no throughput, best-of-N or output files)")
+    p.add_argument("--rate-cells", type=int, default=32,
+                   help="cells timed per proxy (after compiling) for the throughput and best-of-N")
+    p.add_argument("--benchmark", default="../shared/data/nb201/nb201_accuracies.csv")
+    p.add_argument("--nbsz", default="../shared/data/nb201_zc/nbsz_proxies_cifar10.csv")
+    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    p.add_argument("--workdir", default="runs/proxies")
+    p.add_argument("--search-table", help="nb201_search JSON: NASI's 4T time per seed is the budget")
+    p.add_argument("--tuned", default="docs/runs/nb201_tune.json",
+                   help="tuned NASI-FIX mu/nu for the nasi_objective proxy")
+    p.add_argument("--output", required=True)
+    a = p.parse_args(argv)
+    os.makedirs(a.workdir, exist_ok=True)
+    table = bench.load_nb201_table(a.benchmark)
+    ops, index, _ = score.parse_cells(a.cells, seed=a.seed, table=table)
+    archs = [nb201.arch_to_str(o) for o in ops]
+    canon_col = table.columns["canonical_arch_str"] if "canonical_arch_str" in table.columns else None
+    canon = [str(canon_col[i]) for i in index] if canon_col is not None else archs
+    accs = {m: np.array([table.lookup(i)[m] for i in index]) for m in bench.METRICS}
+    masks = {"all": np.ones(len(ops), bool),
+             "non_degenerate": np.array([not nb201.is_degenerate(o) for o in ops]),
+             "no_unreachable_ops": np.array([a_ == c for a_, c in zip(archs, canon)])}
+    images, labels = data_lib.load_data_for_mode("real", a.data_dir)
+    proxies = [s for s in a.proxies.split(",") if s]
+    extra = {}
+    if os.path.exists(a.tuned):
+        with open(a.tuned) as fh:
+            fix = json.load(fh)["choice"]["fix"]
+        extra["nasi_objective"] = {"mu": fix["mu"], "nu": fix["nu"]}
+    t0 = time.perf_counter()
+    slow = {k: int(v) for k, v in (item.split(":") for item in a.slow_proxies.split(",") if item)}
+    proxies += [s for s in slow if s not in proxies]
+    scores, rates, signs, result, subset = {}, {}, {}, {}, {}
+    for name in proxies:
+        print(f"[proxies] {name}", file=sys.stderr, flush=True)
+        n = min(slow.get(name, len(ops)), len(ops))
+        vals, cfg = score_proxy(name, "real", ops[:n], index[:n], a, images, labels, extra.get(name))
+        if n < len(ops):  # pad with NaN: correlations below use the scored cells only
+            vals = np.concatenate([vals, np.full(len(ops) - n, np.nan)])
+        scores[name], signs[name] = vals, score.PROXIES[name].sign
+        sub = {k: v & ~np.isnan(vals) for k, v in masks.items()}
+        subset[name] = n
+        result[name] = {"sign": signs[name], "description": score.PROXIES[name].description,
+                        "cells": n, "config": dataclasses.asdict(cfg),
+                        "published_spearman_cifar10_test": PUBLISHED_RHO.get(name),
+                        "correlations": correlations(signs[name] * vals, accs, sub)}
+        if n < len(ops) and "nasi" in scores:  # NASI's estimator on the same cells, for reference
+            result[name]["nasi_on_same_cells"] = correlations(scores["nasi"], accs, sub)
+        r = result[name]["correlations"]
+        print(f"[proxies] {name}: rho C10 test {r['cifar10_test/all']['spearman']:.3f} "
+              f"(no unreachable ops {r['cifar10_test/no_unreachable_ops']['spearman']:.3f})",
+              file=sys.stderr, flush=True)
+    if a.score_only:
+        for mode in AGNOSTIC_MODES[1:]:
+            score_proxy("nasi", mode, ops, index, a, images, labels)
+        return
+    for name in proxies:  # throughput, measured after all scoring (a quiet machine)
+        cfg = score.ScoreConfig(proxy=name, batch_size=a.batch_size, data="real", **extra.get(name, {}))
+        n = min(a.rate_cells, 8) if name in slow else a.rate_cells
+        rate_file = os.path.join(a.workdir, f"{name}_rate_b{a.batch_size}_n{n}.json")
+        if os.path.exists(rate_file):  # measured by an earlier run of this command
+            with open(rate_file) as fh:
+                saved = json.load(fh)
+            rates[name], compile_s = saved["cells_per_s"], saved["compile_s"]
+        else:
+            rates[name], compile_s = measure_rate(cfg, ops, a.seed, images, labels, n)
+            cli.write_json_atomic(rate_file, {"cells_per_s": rates[name], "compile_s": compile_s,
+                                              "cells": n, "config": dataclasses.asdict(cfg)})
+        result[name].update(cells_per_s=rates[name], compile_s=compile_s, rate_cells=n)
+        print(f"[proxies] {name}: {rates[name]:.2f} cells/s after a {compile_s:.0f}s compile",
+              file=sys.stderr, flush=True)
+
+    published = nbsz_scores(a.nbsz, canon)
+    for name in proxies:
+        col = NBSZ_COLUMN.get(name)
+        if not col or not published:
+            continue
+        sel = [i for i, c in enumerate(canon) if c in published and archs[i] == c
+               and not np.isnan(scores[name][i])]
+        theirs = np.array([float(published[canon[i]][col]) for i in sel])
+        ok = theirs > -1e7  # -1e8 marks a failed published score
+        result[name]["vs_published_scores"] = {
+            "cells": int(ok.sum()),
+            "spearman": float(stats.spearmanr(scores[name][sel][ok], theirs[ok])[0])}
+
+    agn = {}
+    if "nasi" in proxies:
+        base = scores["nasi"]
+        for mode in AGNOSTIC_MODES[1:]:
+            vals, _ = score_proxy("nasi", mode, ops, index, a, images, labels)
+            agn[mode] = {"pearson": float(stats.pearsonr(base, vals)[0]),
+                         "spearman": float(stats.spearmanr(base, vals)[0]),
+                         "pearson_log": float(stats.pearsonr(np.log(base), np.log(vals))[0]),
+                         "spearman_vs_cifar10_test": float(stats.spearmanr(vals, accs["cifar10_test"])[0])}
+            scores[f"nasi[{mode}]"] = vals
+        agnostic_figure(os.path.splitext(a.output)[0] + "_agnostic.png", base,
+                        {m: scores[f"nasi[{m}]"] for m in AGNOSTIC_MODES[1:]})
+
+    baselines = {}
+    if a.search_table and os.path.exists(a.search_table):
+        with open(a.search_table) as fh:
+            st = json.load(fh)
+        budget = next(r["search_s_per_seed"] for r in st["results"]
+                      if r["data"] == "real" and r["method"] == "NASI-FIX" and r["steps"] == 400)
+        rng = np.random.default_rng(0)
+        for name in proxies:
+            pool = np.flatnonzero(~np.isnan(scores[name]))
+            n = int(min(len(pool), max(1, budget * rates[name])))
+            picks = []
+            for _ in range(10):
+                cand = rng.choice(pool, size=n, replace=False)
+                picks.append(int(cand[np.argmax(signs[name] * scores[name][cand])]))
+            baselines[name] = {"budget_s": budget, "N": n, "capped": n == len(pool),
+                               "summary": {m: bench.summarize(accs[m][picks]) for m in bench.METRICS}}
+        picks = rng.choice(len(ops), size=10, replace=False)
+        baselines["random cell"] = {"N": 1, "summary": {m: bench.summarize(accs[m][picks]) for m in bench.METRICS}}
+
+    fig = os.path.splitext(a.output)[0] + "_scatter.png"
+    scatter(fig, proxies, scores, accs["cifar10_test"], signs)  # NaN (unscored) points are not drawn
+    out = {"command": " ".join(["python"] + sys.argv), "cells": len(ops), "seed": a.seed,
+           "batch_size": a.batch_size, "data": "real", "subsets": {k: int(v.sum()) for k, v in masks.items()},
+           "proxies": result, "label_data_agnostic": agn, "best_of_n": baselines,
+           "scatter_png": fig, "wall_time_s": time.perf_counter() - t0, "versions": cli.versions()}
+    cli.write_json_atomic(a.output, out)
+    md = [f"Command: `{out['command']}`", "",
+          f"{len(ops)} cells (seed {a.seed}), batch {a.batch_size} of real CIFAR-10; ρ/τ of sign·score; "
+          f"subsets: {out['subsets']}", "",
+          "| proxy | cells | sign | ρ C10 test | ρ C10 test (no unreachable ops) | published ρ | τ C10 test | ρ C100 | ρ IN16 | ρ C10 valid | ρ vs published scores | cells/s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in proxies:
+        c = result[name]["correlations"]
+        pub = result[name]["published_spearman_cifar10_test"]
+        vp = result[name].get("vs_published_scores")
+        md.append(f"| {name} | {subset[name]} | {signs[name]:+d} | {c['cifar10_test/all']['spearman']:.3f} | "
+                  f"{c['cifar10_test/no_unreachable_ops']['spearman']:.3f} | {pub if pub is not None else '-'} | "
+                  f"{c['cifar10_test/all']['kendall']:.3f} | {c['cifar100_test/all']['spearman']:.3f} | "
+                  f"{c['imagenet16_test/all']['spearman']:.3f} | {c['cifar10_valid/all']['spearman']:.3f} | "
+                  f"{'%.3f (%d)' % (vp['spearman'], vp['cells']) if vp else '-'} | {rates[name]:.2f} |")
+        if "nasi_on_same_cells" in result[name]:
+            c = result[name]["nasi_on_same_cells"]
+            md.append(f"| (nasi on those {subset[name]}) | {subset[name]} | +1 | {c['cifar10_test/all']['spearman']:.3f} | "
+                      f"{c['cifar10_test/no_unreachable_ops']['spearman']:.3f} | - | {c['cifar10_test/all']['kendall']:.3f} | "
+                      f"{c['cifar100_test/all']['spearman']:.3f} | {c['imagenet16_test/all']['spearman']:.3f} | "
+                      f"{c['cifar10_valid/all']['spearman']:.3f} | - | - |")
+    if agn:
+        md += ["", "| NASI score: true labels vs | Pearson | Pearson (log) | Spearman | its ρ C10 test |", "|---|---|---|---|---|"]
+        for mode, r in agn.items():
+            md.append(f"| {mode} | {r['pearson']:.3f} | {r['pearson_log']:.3f} | {r['spearman']:.3f} | {r['spearman_vs_cifar10_test']:.3f} |")
+    if baselines:
+        md += ["", "| best-of-N by | N | CIFAR-10 test | CIFAR-100 test | ImageNet16-120 test | CIFAR-10 valid |",
+               "|---|---|---|---|---|---|"]
+        for name, r in baselines.items():
+            s = r["summary"]
+            md.append(f"| {name} | {r['N']}{' (capped)' if r.get('capped') else ''} | " + " | ".join(
+                f"{s[m]['mean']:.2f}±{s[m]['std']:.2f}" for m in ("cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid")) + " |")
+    text = "\n".join(md) + "\n"
+    tmp = os.path.splitext(a.output)[0] + ".md.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, os.path.splitext(a.output)[0] + ".md")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
