@@ -78,6 +78,10 @@ def mu0_run(cfg: search.SearchConfig, seeds, args) -> search.SearchResult:
     if os.path.exists(path):
         z = np.load(path, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
+        want_dir = None if cfg.data == "random" else os.path.abspath(args.data_dir)
+        if meta.get("data_dir") != want_dir or "hist_G" not in z.files:
+            raise SystemExit(f"{path} was written from other data ({meta.get('data_dir')}) or by an "
+                             "older version without G; delete it or choose another --cache")
         hist = {k[5:]: z[k] for k in z.files if k.startswith("hist_")}
         used = dataclasses.replace(cfg, **{k: meta["config"][k] for k in ("loop", "seed_batching")},
                                    readout="argmax")
@@ -91,6 +95,7 @@ def mu0_run(cfg: search.SearchConfig, seeds, args) -> search.SearchResult:
     res = search.run_search(cfg, seeds, images=images, labels=labels, progress=True)
     os.makedirs(args.cache, exist_ok=True)
     meta = {"config": dataclasses.asdict(res.config), "arch_strs": res.arch_strs,
+            "data_dir": None if cfg.data == "random" else os.path.abspath(args.data_dir),
             "compile_time_s": res.compile_time_s, "run_time_s": res.run_time_s, "loop": res.loop}
     tmp = path + ".tmp.npz"
     np.savez(tmp, alpha_star=res.alpha_star, ops=res.ops, meta=json.dumps(meta),

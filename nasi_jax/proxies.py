@@ -373,8 +373,10 @@ def naswot(kernel: jax.Array) -> jax.Array:
         score = log |det K_H|     (slogdet).
 
     ``K_H`` is an integer matrix, so ``|det K_H| >= 1`` and the score is ``>= 0`` when it is
-    nonsingular. A singular ``K_H`` (``log|det| = -inf``, e.g. every example with the same
-    code, as for an NB201 cell with no path from input to output) gives ``-1``.
+    nonsingular. A singular ``K_H`` (``log|det| = -inf``: every example with the same code)
+    gives ``-1``. In NB201 this fallback is rare: even in a cell with no path from input to
+    output, the conv edges leaving the first cell's input see the stem's output, whose codes
+    differ between examples, so such cells get an ordinary (low) score, as in the reference.
 
     Example:
         >>> from nasi_jax.spaces.nb201 import relu_code_kernel

@@ -519,7 +519,7 @@ def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, E, K]
 
 
 def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed",
-           steps: int | None = None, xi: float = 1.0, readout: str | None = None
+           steps: int | None = None, xi: float | None = None, readout: str | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """``(alpha* [S, E, K], ops [S, E])`` of the search with other ``mu``, ``nu``, ``nu_mode``
     or a shorter ``T``, computed from the history of a search run with ``mu = 0``.
@@ -532,8 +532,9 @@ def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed"
     keys are ``fold_in(loop_key, t)``), so a replay equals a fresh search with those
     settings (tested: identical cells; ``alpha*`` equal to float rounding), and the first
     ``steps`` of a ``T``-step run are the ``steps``-step search. One ``mu = 0`` run thus
-    serves a whole grid of ``(mu, nu)`` and both NASI-FIX and NASI-ADA. ``readout``
-    (default: the run's) picks how the cell is read from ``alpha*`` (:func:`read_out`).
+    serves a whole grid of ``(mu, nu)`` and both NASI-FIX and NASI-ADA. ``readout`` and
+    ``xi`` default to the run's; ``readout`` picks how the cell is read from ``alpha*``
+    (:func:`read_out`).
 
     Example:
         >>> cfg = SearchConfig(steps=3, batch_size=4, channels=4, cells_per_stage=1,
@@ -553,8 +554,11 @@ def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed"
         raise ValueError(f"nu_mode must be one of {objective.NU_MODES}, got {nu_mode!r}")
     if not (np.isfinite(mu) and mu >= 0 and np.isfinite(nu) and nu > 0):
         raise ValueError(f"need mu >= 0 and nu > 0 (finite); got mu={mu}, nu={nu}")
+    if "G" not in result.history:
+        raise ValueError("this search history has no G (recorded since replay exists); run the search again")
     s = jnp.asarray(result.history["s"][:, :T], jnp.float32)
     G = jnp.asarray(result.history["G"][:, :T], jnp.float32)
+    xi = result.config.xi if xi is None else xi
     alpha = _replay(s, G, float(mu), float(nu), float(xi), nu_mode)
     return np.asarray(alpha), np.asarray(read_out(alpha, readout or result.config.readout))
 
