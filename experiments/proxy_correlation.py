@@ -111,6 +111,11 @@ def scatter(path, names, scores, acc, signs):
         if name in ("ntk_trace", "nasi", "nasi_objective", "snip", "grad_norm", "te_nas_cond",
                     "params", "flops") and (x > 0).all():
             ax.set_xscale("log")
+        else:  # a few extreme scores (degenerate cells' floors) would squash the rest
+            lo, hi = np.percentile(x, [1, 99])
+            pad = 0.05 * (hi - lo or 1.0)
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.set_xlabel("score (1st-99th percentile shown)", fontsize=7)
         ax.scatter(x, acc_, s=3, alpha=0.4)
         rho = stats.spearmanr(signs[name] * x, acc_)[0]
         ax.set_title(f"{name} (ρ={rho:.2f}, {ok.sum()} cells)", fontsize=9)
