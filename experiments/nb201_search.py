@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from nasi_jax import bench, cli, data as data_lib, search
+from nasi_jax.spaces import nb201
 
 PAPER_ROWS = [  # PAPER.md section 6 (Shu et al., ICLR 2022, Table 1)
     {"method": "NASI (T), paper", "cifar10_test": "93.08±0.24", "cifar100_test": "69.51±0.59",
@@ -107,7 +108,6 @@ def mu0_run(cfg: search.SearchConfig, seeds, args) -> search.SearchResult:
 def selected(res, table, *, mu, nu, nu_mode, steps, metrics, readout="argmax"):
     """Per-seed benchmark lookups of the cells the replayed search selects."""
     _, ops = search.replay(res, mu=mu, nu=nu, nu_mode=nu_mode, steps=steps, readout=readout)
-    from nasi_jax.spaces import nb201
     strs = [nb201.arch_to_str(o) for o in ops]
     rows = [table.lookup(a) for a in strs]
     return strs, {m: [r[m] for r in rows] for m in metrics}
