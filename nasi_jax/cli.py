@@ -6,6 +6,7 @@
     nasi score --space nb201 --proxy nasi --cells all --seed 0 --output scores.csv
     nasi bench --quick
     nasi info --space nb201 --arch "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+    nasi info --space darts --genotype DARTS_V2 --channels 36 --layers 20
 
 Every input is checked before the (long) search starts; errors print one line that says
 what is wrong and how to fix it, and exit with status 2.
@@ -212,21 +213,54 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--output", help="write the figures as JSON here (atomically)")
     b.add_argument("--only", help="comma-separated subset: step,seeds,trace,score")
 
-    i = sub.add_parser("info", help="parameter count and FLOPs of one architecture",
+    i = sub.add_parser("info", help="parameter count (and FLOPs for nb201) of one architecture",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    i.add_argument("--space", default="nb201")
-    i.add_argument("--arch", required=True, help="NB201 architecture string")
-    i.add_argument("--channels", type=_positive_int("--channels"), default=16)
-    i.add_argument("--cells", type=_positive_int("--cells"), default=5)
+    i.add_argument("--space", default="nb201", help="nb201 (needs --arch) or darts (needs --genotype)")
+    i.add_argument("--arch", help="NB201 architecture string")
+    i.add_argument("--genotype", help="DARTS genotype: the text Genotype(normal=[...], normal_concat=[...], "
+                   "reduce=[...], reduce_concat=[...]) or a published name (DARTS_V1, DARTS_V2)")
+    i.add_argument("--channels", type=_positive_int("--channels"), default=None,
+                   help="initial channels C (default: 16 for nb201, 36 for darts)")
+    i.add_argument("--cells", type=_positive_int("--cells"), default=5, help="nb201: cells per stage N")
+    i.add_argument("--layers", type=_positive_int("--layers"), default=20,
+                   help="darts: cells of the evaluation network")
     i.add_argument("--num-classes", type=_positive_int("--num-classes"), default=10)
     i.add_argument("--benchmark", help="NB201 accuracy table: also print the cell's accuracies")
     return p
 
 
+def _cmd_info_darts(args) -> int:
+    from nasi_jax.spaces import darts
+    if args.genotype is None:
+        raise ValueError("--space darts needs --genotype \"Genotype(normal=[...], normal_concat=[2, 3, 4, 5], "
+                         "reduce=[...], reduce_concat=[2, 3, 4, 5])\" or a published name (DARTS_V2)")
+    if args.arch is not None or args.benchmark is not None:
+        raise ValueError("--arch and --benchmark are for --space nb201; use --genotype with --space darts")
+    g = darts.parse_genotype(args.genotype)
+    C = 36 if args.channels is None else args.channels
+    kw = dict(channels=C, layers=args.layers, num_classes=args.num_classes)
+    params = darts.count_params(g, **kw)
+    with_aux = darts.count_params(g, auxiliary=True, **kw)
+    print(f"genotype    {darts.genotype_to_str(g)}")
+    print(f"params      {params} ({params / 1e6:.6f} M)  [NetworkCIFAR C={C}, {args.layers} cells, "
+          f"{args.num_classes} classes; without the auxiliary head, as the literature reports]")
+    print(f"with aux    {with_aux} ({with_aux / 1e6:.6f} M)  [auxiliary head included]")
+    return 0
+
+
 def _cmd_info(args) -> int:
     from nasi_jax import bench
     from nasi_jax.spaces import get_space
+    if args.space == "darts":
+        return _cmd_info_darts(args)
     space = get_space(args.space)
+    if args.arch is None:
+        raise ValueError(f"--space {args.space} needs --arch (e.g. --arch \"{space.EXAMPLE_ARCH}\")"
+                         if hasattr(space, "EXAMPLE_ARCH") else f"--space {args.space} needs --arch")
+    if args.genotype is not None:
+        raise ValueError("--genotype is for --space darts; use --arch with --space nb201")
+    if args.channels is None:
+        args.channels = 16
     ops = space.parse_arch(args.arch)
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     kw = dict(channels=args.channels, cells_per_stage=args.cells, num_classes=args.num_classes)
