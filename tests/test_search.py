@@ -195,14 +195,14 @@ def test_replay_of_a_mu0_run_equals_fresh_searches():
     s = res0.history["s"]
     nu_mid = float(np.median(s))  # some steps above the ceiling, some below
     assert (s > nu_mid).any() and (s < nu_mid).any()
-    for mode, nu in (("fixed", nu_mid), ("adaptive", float(s.min()))):
-        for steps in (4, 2):
-            fresh = search.run_search(dataclasses.replace(base, mu=2.0, nu=nu, nu_mode=mode, steps=steps),
-                                      seeds=[0, 1, 2])
-            alpha, ops = search.replay(res0, mu=2.0, nu=nu, nu_mode=mode, steps=steps)
-            np.testing.assert_array_equal(ops, fresh.ops)
-            np.testing.assert_allclose(alpha, fresh.alpha_star, rtol=1e-6, atol=1e-7)
-            np.testing.assert_array_equal(fresh.history["s"], s[:, :steps])
+    # FIX over a shorter T, ADA over the whole run (each fresh search is one more compilation).
+    for mode, nu, steps in (("fixed", nu_mid, 2), ("adaptive", float(s.min()), 4)):
+        fresh = search.run_search(dataclasses.replace(base, mu=2.0, nu=nu, nu_mode=mode, steps=steps),
+                                  seeds=[0, 1, 2])
+        alpha, ops = search.replay(res0, mu=2.0, nu=nu, nu_mode=mode, steps=steps)
+        np.testing.assert_array_equal(ops, fresh.ops)
+        np.testing.assert_allclose(alpha, fresh.alpha_star, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(fresh.history["s"], s[:, :steps])
     # mu=2 flips the sign of the steps above the ceiling, so the cell can change
     a_pen, _ = search.replay(res0, mu=2.0, nu=float(s.min()) * 0.5)
     np.testing.assert_allclose(a_pen, -res0.alpha_star, rtol=1e-6, atol=1e-7)
