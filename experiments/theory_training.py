@@ -2,7 +2,7 @@
 descent under MSE on a small CIFAR-10 subset, against the linearised prediction
 (``nt.predict``), the mean-eigenvalue bound, and the NTK trace at initialisation.
 
-    python experiments/theory_training.py --output docs/runs/theory_training.json   # ~15 min CPU
+    python experiments/theory_training.py --output docs/runs/theory_training.json   # ~30 min CPU
 
 For each space (:mod:`nasi_jax.theory.spaces`) and architecture, at width ``--mlp-width`` /
 ``--conv-width`` with weights from ``PRNGKey(--seed)``:

@@ -54,6 +54,8 @@ def bound(*, z: float, depth: int, n0: int) -> float:
     """``Z * D(1) / n0`` with ``D(1) = depth``."""
     if not 0.0 <= z <= 2.0:
         raise ValueError(f"Z = int |P - Q| lies in [0, 2], got {z}")
+    if int(n0) < 1 or int(depth) < 1:
+        raise ValueError(f"n0 and depth must be positive, got n0={n0}, depth={depth}")
     return float(z) * int(depth) / int(n0)
 
 
@@ -63,12 +65,17 @@ def into_unit_ball(x: jax.Array, scale: float | None = None) -> jax.Array:
     x = jnp.reshape(x, (x.shape[0], -1))
     norms = jnp.linalg.norm(x, axis=1)
     scale = jnp.max(norms) if scale is None else scale
+    if not float(scale) > 0:
+        raise ValueError("into_unit_ball: every input is zero (or scale <= 0); nothing to scale")
     return x / scale
 
 
 def gaussian_like(key: jax.Array, x: jax.Array) -> jax.Array:
     """I.i.d. ``N(0, s^2 I)`` inputs of ``x``'s shape ``[N, d]``, ``s^2 = E||x||^2 / d``
     (the same mean squared norm), with rows longer than 1 shrunk onto the unit sphere."""
+    if x.ndim != 2:
+        raise ValueError(f"gaussian_like takes flattened inputs [N, d], got shape {x.shape}: "
+                         "flatten them first (into_unit_ball does)")
     s2 = jnp.mean(jnp.sum(jnp.square(x), axis=1)) / x.shape[1]
     g = jax.random.normal(key, x.shape, x.dtype) * jnp.sqrt(s2)
     norms = jnp.linalg.norm(g, axis=1, keepdims=True)

@@ -35,11 +35,13 @@ def cifar_subset(data_dir, n: int, *, size: int = 8, offset: int = 0, split: str
 
     Raises :class:`nasi_jax.data.DataError` with instructions when the data is absent.
     """
+    if norm not in ("unit", "dim", "none"):
+        raise ValueError(f"norm must be 'unit', 'dim' or 'none', got {norm!r}")
+    if int(n) < 1:
+        raise ValueError(f"n must be a positive number of images, got {n}")
     images, labels = data_lib.load_cifar10_split(data_dir, split=split, source="local",
                                                  limit=offset + n)
     x = downsample(np.asarray(images[offset:offset + n], np.float64), size)
-    if norm not in ("unit", "dim", "none"):
-        raise ValueError(f"norm must be 'unit', 'dim' or 'none', got {norm!r}")
     if norm != "none":
         x /= np.linalg.norm(x.reshape(n, -1), axis=1)[:, None, None, None]
     if norm == "dim":

@@ -88,8 +88,11 @@ def relative_error(a: jax.Array, ref: jax.Array) -> jax.Array:
 
 def loglog_slope(widths: Sequence[float], errors: Sequence[float]) -> float:
     """Least-squares slope of ``log(error)`` against ``log(width)`` (theory: ``-1/2``)."""
-    w, e = np.log(np.asarray(widths, float)), np.log(np.asarray(errors, float))
-    return float(np.polyfit(w, e, 1)[0])
+    w, e = np.asarray(widths, float), np.asarray(errors, float)
+    if w.shape != e.shape or w.size < 2 or np.any(w <= 0) or np.any(e <= 0):
+        raise ValueError(f"need >= 2 positive widths and errors of the same length, got "
+                         f"widths {w.tolist()}, errors {e.tolist()}")
+    return float(np.polyfit(np.log(w), np.log(e), 1)[0])
 
 
 def width_sweep(space: str, archs: Sequence[str], widths: Sequence[int], x: jax.Array,

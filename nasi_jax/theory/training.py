@@ -98,8 +98,10 @@ def linearised_loss(k: jax.Array, fx0: jax.Array, y: jax.Array, *, lr: float,
     """
     from nasi_jax.nt_compat import import_neural_tangents
     nt = import_neural_tangents()
-    if k.ndim not in (2, 4):
-        raise ValueError(f"k must be [N, N] or [N, N, K, K], got shape {k.shape}")
+    n, num_out = y.shape
+    if k.shape not in ((n, n), (n, n, num_out, num_out)) or fx0.shape != y.shape:
+        raise ValueError(f"k must be [N, N] or [N, N, K, K] and fx0 [N, K] for y [N, K] = {y.shape}; "
+                         f"got k {k.shape}, fx0 {fx0.shape}")
     predict = nt.predict.gradient_descent_mse(k, y, learning_rate=lr,
                                               trace_axes=(-1,) if k.ndim == 2 else ())
     fx = predict(jnp.asarray(ts, k.dtype), fx0)  # [T, N, K]
@@ -115,10 +117,17 @@ def mean_eigenvalue_bound(k: jax.Array, fx0: jax.Array, y: jax.Array, *, lr: flo
     ||r_0||^2``, how far the bound is from the loss at ``t = 0``).
     """
     n, num_out = y.shape
+    if k.shape != (n, n):
+        raise ValueError(f"k must be one output's kernel [N, N] = [{n}, {n}] (the analytic NTK or an "
+                         f"empirical one averaged over outputs), got shape {k.shape}")
+    if fx0.shape != y.shape:
+        raise ValueError(f"fx0 {fx0.shape} and y {y.shape} must have the same shape")
     lam, u = jnp.linalg.eigh(k)
     lam = jnp.clip(lam, 0.0, None)
     c2 = jnp.square(u.T @ (fx0 - y))  # [N, K]: (u_i^T r_0[:, k])^2
     lam_max, lam_bar = lam[-1], jnp.mean(lam)
+    if not float(lam_max) > 0:
+        raise ValueError("the kernel has no positive eigenvalue: the bound is undefined")
     ts = jnp.asarray(ts, k.dtype)
     kappa = 1.0 - jnp.exp(-2.0 * lr * ts * lam_max / (n * num_out))
     cmax = jnp.max(c2)
