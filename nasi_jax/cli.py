@@ -1,4 +1,4 @@
-"""The ``nasi`` command: ``nasi search``, ``nasi score``, ``nasi bench`` and ``nasi info``.
+"""The ``nasi`` command: ``nasi search``, ``nasi score``, ``nasi bench``, ``nasi info`` and ``nasi train``.
 
     nasi search --space nb201 --seeds 5 --steps 100 --data random --output result.json
     nasi search --space nb201 --data real --data-dir DATA/cifar10_jpeg \
@@ -7,6 +7,7 @@
     nasi bench --quick
     nasi info --space nb201 --arch "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
     nasi info --space darts --genotype DARTS_V2 --channels 36 --layers 20
+    nasi train --genotype DARTS_V2 --dataset cifar10 --epochs 600 --data-dir DATA --workdir runs/darts_v2
 
 Every input is checked before the (long) search starts; errors print one line that says
 what is wrong and how to fix it, and exit with status 2.
@@ -131,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run NASI on a search space for S seeds in one compiled call. "
                        "Default: the data-agnostic setting (Gaussian inputs, random labels).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--space", default="nb201", help="search space (available: nb201)")
+    s.add_argument("--space", choices=("nb201", "darts"), default="nb201",
+                   help="search space: nb201 (alpha [6, 5]) or darts (normal and reduction cell, "
+                   "alpha [2, 14, 8]; prints and saves the genotype)")
     s.add_argument("--seeds", type=_positive_int("--seeds"), default=1,
                    help="number of seeds S; seeds FIRST_SEED .. FIRST_SEED+S-1")
     s.add_argument("--first-seed", type=int, default=0, help="first seed")
@@ -142,8 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nu-mode", choices=("fixed", "adaptive"), default="fixed",
                    help="NASI-FIX (fixed) or NASI-ADA (adaptive; the project's running-mean rule)")
     s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
-    s.add_argument("--readout", choices=("argmax", "argmax-no-none"), default="argmax",
-                   help="the cell from alpha*: per-edge argmax over all ops, or over all but none")
+    s.add_argument("--readout", choices=("auto", "argmax", "argmax-no-none", "darts"), default="auto",
+                   help="the cell from alpha*. nb201: per-edge argmax over all ops (argmax, the "
+                   "default) or over all but none; darts: DARTS' genotype read-out (darts, the only "
+                   "one: per edge the best op but none, per node the 2 strongest edges)")
     s.add_argument("--soft", action="store_true", help="soft Gumbel-softmax samples instead of "
                    "hard straight-through ones")
     s.add_argument("--data", choices=("random", "random-labels", "real"), default="random",
@@ -160,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bn-mode", choices=("train", "eval"), default="train",
                    help="BatchNorm statistics while scoring")
     s.add_argument("--channels", type=_positive_int("--channels"), default=16, help="C of the supernet")
-    s.add_argument("--cells", type=_positive_int("--cells"), default=5, help="N, cells per stage")
+    s.add_argument("--cells", type=_positive_int("--cells"), default=None,
+                   help="N, (normal) cells per stage; default: 5 for nb201, 2 for darts (DARTS' "
+                   "8-cell search network: 3N+2 cells)")
     s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
                    help="input size for --data random (CIFAR-10 modes need 32)")
     s.add_argument("--seed-batching", choices=("auto", "map", "vmap", "threads"), default="auto",
@@ -221,11 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "reduce=[...], reduce_concat=[...]) or a published name (DARTS_V1, DARTS_V2)")
     i.add_argument("--channels", type=_positive_int("--channels"), default=None,
                    help="initial channels C (default: 16 for nb201, 36 for darts)")
-    i.add_argument("--cells", type=_positive_int("--cells"), default=5, help="nb201: cells per stage N")
+    i.add_argument("--cells", type=_positive_int("--cells"), default=None,
+                   help="nb201: cells per stage N (default 5); darts takes --layers instead")
     i.add_argument("--layers", type=_positive_int("--layers"), default=20,
                    help="darts: cells of the evaluation network")
     i.add_argument("--num-classes", type=_positive_int("--num-classes"), default=10)
     i.add_argument("--benchmark", help="NB201 accuracy table: also print the cell's accuracies")
+
+    from nasi_jax import train
+    train.add_parser(sub)
     return p
 
 
@@ -236,6 +247,9 @@ def _cmd_info_darts(args) -> int:
                          "reduce=[...], reduce_concat=[2, 3, 4, 5])\" or a published name (DARTS_V2)")
     if args.arch is not None or args.benchmark is not None:
         raise ValueError("--arch and --benchmark are for --space nb201; use --genotype with --space darts")
+    if args.cells is not None:
+        raise ValueError("--cells is for --space nb201; the DARTS network's size is --layers (cells in "
+                         "all, default 20) and --channels (default 36)")
     g = darts.parse_genotype(args.genotype)
     C = 36 if args.channels is None else args.channels
     kw = dict(channels=C, layers=args.layers, num_classes=args.num_classes)
@@ -261,6 +275,8 @@ def _cmd_info(args) -> int:
         raise ValueError("--genotype is for --space darts; use --arch with --space nb201")
     if args.channels is None:
         args.channels = 16
+    if args.cells is None:
+        args.cells = 5
     ops = space.parse_arch(args.arch)
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     kw = dict(channels=args.channels, cells_per_stage=args.cells, num_classes=args.num_classes)
@@ -297,6 +313,9 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     from nasi_jax import bench, data, search
     from nasi_jax.spaces import get_space
 
+    if args.space == "darts" and args.benchmark:
+        raise ValueError("--benchmark is an NB201 accuracy table; the DARTS space has no benchmark "
+                         "table: train the genotype with `nasi train --genotype ...`")
     cfg = search.SearchConfig(
         space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
         nu_mode=args.nu_mode, tau=args.tau, readout=args.readout, hard=not args.soft, data=args.data,
@@ -329,9 +348,13 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     for k, seed in enumerate(res.seeds):
         h = {name: res.history[name][k] for name in ("s", "R", "nu", "grad_norm")}
         active = float(np.mean(h["s"] > h["nu"]))
-        row = {"seed": seed, "arch": res.arch_strs[k], "ops": [int(o) for o in res.ops[k]],
-               "degenerate": bool(space.is_degenerate(res.ops[k])),
-               "alpha_star": res.alpha_star[k].round(6).tolist(),
+        row = {"seed": seed, "arch": res.arch_strs[k], "ops": res.ops[k].tolist()}
+        if args.space == "darts":
+            # The literature's size: NetworkCIFAR, C=36, 20 cells, without the auxiliary head.
+            row["params_eval_network"] = space.count_params(res.arch_strs[k], channels=36, layers=20)
+        else:
+            row["degenerate"] = bool(space.is_degenerate(res.ops[k]))
+        row |= {"alpha_star": res.alpha_star[k].round(6).tolist(),
                "mean_trace_estimate": float(h["s"].mean()),
                "penalty_active_frac": active,
                "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
@@ -418,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_info(args)
         if args.command == "score":
             return _cmd_score(args, argv)
+        if args.command == "train":
+            from nasi_jax import train
+            return train.run_cli(args, argv)
         if args.command == "bench":
             from nasi_jax import perf
             return perf.run(quick=args.quick, output=args.output, only=args.only)

@@ -47,7 +47,7 @@ import numpy as np
 from nasi_jax import data as data_lib
 from nasi_jax import memory
 from nasi_jax import ntk, objective, relax
-from nasi_jax.spaces import get_space, nb201
+from nasi_jax.spaces import darts, get_space, nb201
 
 __all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
            "run_search", "search_fn", "clear_cache", "compiled_host_step", "resolve_loop",
@@ -58,7 +58,13 @@ BN_MODES = ("train", "eval")
 SEED_BATCHING = ("auto", "map", "vmap", "threads")
 LOOPS = ("auto", "scan", "host")
 GRAD_MODES = ("fwd-rev", "rev-rev")
-READOUTS = ("argmax", "argmax-no-none")
+STEP_IMPLS = ("auto", "one-program", "staged")
+READOUTS = ("argmax", "argmax-no-none", "darts")
+# Read-outs each space allows; the first is its default (``readout='auto'``).
+SPACE_READOUTS = {"nb201": ("argmax", "argmax-no-none"), "darts": ("darts",)}
+# Default N (cells per stage) per space: NB201's N=5; DARTS' 8-cell search network is
+# 2 normal cells per stage plus the 2 reduction cells (``layers = 3 N + 2``).
+DEFAULT_CELLS = {"nb201": 5, "darts": 2}
 
 _SEED_THREADS = 2  # seeds in flight with seed_batching='threads'
 
@@ -75,7 +81,8 @@ class SearchConfig:
     """Everything that defines a NASI search (hashable: it is a static jit argument).
 
     Attributes:
-        space: search space name (``nb201``).
+        space: search space name: ``nb201`` (architecture logits ``alpha [6, 5]``) or
+            ``darts`` (``alpha [2, 14, 8]``: the normal and the reduction cell).
         steps: T, number of sampled architectures / gradients.
         batch_size: b, examples per mini-batch.
         mu: penalty coefficient of eq. 13.
@@ -84,11 +91,16 @@ class SearchConfig:
         tau: Gumbel-softmax temperature.
         hard: straight-through hard samples (default) or soft samples.
         xi: radius of eq. 17-18 (scales alpha*; does not change the argmax).
-        readout: how the cell is read from ``alpha*``: ``argmax`` (per edge, over all ops)
-            or ``argmax-no-none`` (per edge, over all ops but ``none``, as DARTS reads its
-            genotypes out; :func:`read_out`).
+        readout: how the cell is read from ``alpha*`` (:func:`read_out`). NB201:
+            ``argmax`` (per edge, over all ops; the default) or ``argmax-no-none`` (per edge,
+            over all ops but ``none``). DARTS: ``darts`` (PAPER.md §7: per edge the best op
+            other than ``none``, per node the 2 incoming edges whose best ``alpha*`` is
+            largest). ``auto`` (the default) is the space's default.
         data: ``random`` | ``random-labels`` | ``real`` (see :mod:`nasi_jax.data`).
-        channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5, 10, 32).
+        channels, cells_per_stage, num_classes, image_size: supernet size. NB201: 16, 5, 10,
+            32. DARTS: 16, 2, 10, 32, where ``cells_per_stage`` N counts the normal cells of
+            a stage and the network has ``3 N + 2`` cells (DARTS' 8 with N=2). ``None``
+            (the default for ``cells_per_stage``) is the space's default.
         init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
         bn_mode: ``train`` (batch statistics, default) or ``eval`` (running statistics).
         seed_batching: how S seeds share one compiled program. ``map``: seeds one after
@@ -102,6 +114,18 @@ class SearchConfig:
             convolutions run 10-60x slower inside a loop body: jax issue #12868), or ``auto``
             (``host`` on CPU, ``scan`` elsewhere). Both give the same result.
         grad_mode: how the second-order gradient is taken (:func:`objective_and_grad`).
+        conv_impl: the supernet's convolutions: ``xla`` (default), ``loop-safe``
+            (:mod:`nasi_jax.conv`; needs ``grad_mode='rev-rev'``) or, for DARTS,
+            ``xla-shift`` (depthwise convolutions as shifted products,
+            :func:`nasi_jax.spaces.darts.resolve_conv_impl`). ``xla-shift`` runs DARTS'
+            depthwise convolutions about 3x faster on CPU but makes the step's program
+            several times larger: at DARTS' full size (8 cells, C=16, b=64) XLA:CPU ran out
+            of 24 GiB compiling it.
+        step_impl: ``one-program`` (the step is one compiled program) or ``staged`` (DARTS,
+            host loop: the same ``(s, grad_A s)`` computed cell by cell by
+            :mod:`nasi_jax.staged`, so that no program is larger than one cell; XLA:CPU ran out
+            of 24 GiB compiling DARTS' full-size step as one program). ``auto`` (default):
+            ``staged`` for DARTS on the host loop, else ``one-program``.
     """
 
     space: str = "nb201"
@@ -113,10 +137,10 @@ class SearchConfig:
     tau: float = 1.0
     hard: bool = True
     xi: float = 1.0
-    readout: str = "argmax"
+    readout: str = "auto"
     data: str = "random"
     channels: int = 16
-    cells_per_stage: int = 5
+    cells_per_stage: int | None = None
     num_classes: int = 10
     image_size: int = 32
     init_scheme: str = "pytorch"
@@ -124,10 +148,28 @@ class SearchConfig:
     seed_batching: str = "auto"
     loop: str = "auto"
     grad_mode: str = "fwd-rev"
+    conv_impl: str = "xla"
+    step_impl: str = "auto"
+
+    def __post_init__(self):
+        # Space defaults: ``readout='auto'`` and ``cells_per_stage=None`` become concrete
+        # values, so that a config (and every result file) records what runs.
+        if self.space in SPACE_READOUTS:
+            if self.readout == "auto":
+                object.__setattr__(self, "readout", SPACE_READOUTS[self.space][0])
+            if self.cells_per_stage is None:
+                object.__setattr__(self, "cells_per_stage", DEFAULT_CELLS[self.space])
+
+    @property
+    def alpha_shape(self) -> tuple[int, ...]:
+        """Shape of the architecture logits: ``[E, K]`` (NB201) or ``[2, E, K]`` (DARTS)."""
+        return alpha_shape(self.space)
 
     def validate(self) -> "SearchConfig":
         """Raise ValueError with a fix for every impossible setting; return self."""
         get_space(self.space)
+        if self.space not in SPACE_READOUTS:
+            raise ValueError(f"search supports the spaces {sorted(SPACE_READOUTS)}, got {self.space!r}")
         for name in ("steps", "batch_size", "channels", "cells_per_stage", "num_classes", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -140,7 +182,9 @@ class SearchConfig:
             (self.nu_mode in objective.NU_MODES, f"nu_mode must be one of {objective.NU_MODES}, got {self.nu_mode!r}"),
             (np.isfinite(self.tau) and self.tau > 0, f"tau must be > 0, got {self.tau!r}"),
             (np.isfinite(self.xi) and self.xi > 0, f"xi must be > 0, got {self.xi!r}"),
-            (self.readout in READOUTS, f"readout must be one of {READOUTS}, got {self.readout!r}"),
+            (self.readout in SPACE_READOUTS[self.space],
+             f"readout for space {self.space!r} must be one of {SPACE_READOUTS[self.space]} "
+             f"(or 'auto'), got {self.readout!r}"),
             (self.data in data_lib.DATA_MODES, f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}"),
             (self.channels > 0 and self.cells_per_stage >= 1 and self.num_classes > 1,
              f"channels must be > 0, cells_per_stage >= 1 (the searched cell must be in the "
@@ -152,6 +196,16 @@ class SearchConfig:
             (self.bn_mode in BN_MODES, f"bn_mode must be one of {BN_MODES}, got {self.bn_mode!r}"),
             (self.loop in LOOPS, f"loop must be one of {LOOPS}, got {self.loop!r}"),
             (self.grad_mode in GRAD_MODES, f"grad_mode must be one of {GRAD_MODES}, got {self.grad_mode!r}"),
+            (self.conv_impl in (("xla", "loop-safe", "xla-shift") if self.space == "darts" else ("xla", "loop-safe")),
+             f"conv_impl must be 'xla' or 'loop-safe'{' or xla-shift' if self.space == 'darts' else ''} "
+             f"for space {self.space!r}, got {self.conv_impl!r}"),
+            (self.step_impl in STEP_IMPLS, f"step_impl must be one of {STEP_IMPLS}, got {self.step_impl!r}"),
+            (self.step_impl != "staged" or (self.space == "darts" and self.loop != "scan"
+                                            and self.seed_batching != "vmap" and self.bn_mode == "train"),
+             "step_impl='staged' is for space='darts' on the host loop (loop 'host' or 'auto' on CPU), "
+             "with seed_batching other than 'vmap' and bn_mode='train'"),
+            (self.conv_impl != "loop-safe" or self.grad_mode == "rev-rev",
+             "conv_impl='loop-safe' defines reverse-mode derivatives only: use grad_mode='rev-rev'"),
             (self.seed_batching in SEED_BATCHING, f"seed_batching must be one of {SEED_BATCHING}, got {self.seed_batching!r}"),
         ]
         for ok, msg in checks:
@@ -196,6 +250,9 @@ def eq18_delta(state: Eq18State, xi: float = 1.0) -> jax.Array:
 # --------------------------------------------------------------------------- one seed
 
 class StepMetrics(NamedTuple):
+    """Per-step record. Shapes for NB201; DARTS adds a leading cell axis of 2 to
+    ``sampled`` (``[2, E]``) and ``G`` (``[2, E, K]``)."""
+
     s: jax.Array          # trace estimate s(A_t)
     R: jax.Array          # penalised objective
     nu: jax.Array         # ceiling used at step t
@@ -205,15 +262,27 @@ class StepMetrics(NamedTuple):
 
 
 class SeedOutput(NamedTuple):
-    alpha_star: jax.Array  # [E, K]
-    ops: jax.Array         # [E]
-    history: StepMetrics   # each [T] (sampled: [T, E])
+    alpha_star: jax.Array  # alpha_shape ([E, K] or [2, E, K])
+    ops: jax.Array         # alpha_shape[:-1]
+    history: StepMetrics   # each [T] (sampled: [T, *alpha_shape[:-1]])
+
+
+def alpha_shape(space: str) -> tuple[int, ...]:
+    """Architecture logits of a space: NB201 ``[6, 5]``; DARTS ``[2, 14, 8]`` (normal, reduce)."""
+    if space == "darts":
+        return (2, darts.NUM_EDGES, darts.NUM_OPS)
+    if space == "nb201":
+        return (nb201.NUM_EDGES, nb201.NUM_OPS)
+    raise ValueError(f"search supports the spaces {sorted(SPACE_READOUTS)}, got {space!r}")
 
 
 def make_network(cfg: SearchConfig):
-    """The supernet of ``cfg`` (a Flax module taking ``arch_weights``)."""
+    """The supernet of ``cfg`` (a Flax module taking ``arch_weights`` of ``cfg.alpha_shape``)."""
+    if cfg.space == "darts":
+        return darts.DartsSupernet(cfg.channels, 3 * cfg.cells_per_stage + 2, cfg.num_classes,
+                                   init_scheme=cfg.init_scheme, conv_impl=cfg.conv_impl)
     return nb201.NB201Network(cfg.channels, cfg.cells_per_stage, cfg.num_classes,
-                              init_scheme=cfg.init_scheme)
+                              init_scheme=cfg.init_scheme, conv_impl=cfg.conv_impl)
 
 
 def make_apply(net, batch_stats, bn_mode: str) -> Callable:
@@ -277,27 +346,27 @@ class SeedState(NamedTuple):
 
 def init_state(cfg: SearchConfig, key: jax.Array) -> SeedState:
     """Initialise ``theta_0`` of the supernet from ``key`` (split into init / loop keys)."""
-    E, K = nb201.NUM_EDGES, nb201.NUM_OPS
+    shape = alpha_shape(cfg.space)
     init_key, loop_key = jax.random.split(key)
     net = make_network(cfg)
     x0 = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
-    variables = net.init(init_key, x0, jnp.zeros((E, K)), train=False)
+    variables = net.init(init_key, x0, jnp.zeros(shape), train=False)
     return SeedState(variables["params"], variables["batch_stats"], loop_key,
-                     eq18_init(jnp.zeros((E, K), jnp.float32)), objective.nu_init(cfg.nu))
+                     eq18_init(jnp.zeros(shape, jnp.float32)), objective.nu_init(cfg.nu))
 
 
 def search_step(cfg: SearchConfig, state: SeedState, t: jax.Array, images, labels
                 ) -> tuple[SeedState, StepMetrics]:
     """Step ``t`` of Algorithm 1 for one seed: sample D_t and g_t, take G_t at alpha_0 = 0."""
     TRACE_COUNT["search"] += 1
-    E, K = nb201.NUM_EDGES, nb201.NUM_OPS
+    shape = alpha_shape(cfg.space)
     f = make_apply(make_network(cfg), state.batch_stats, cfg.bn_mode)
-    alpha0 = jnp.zeros((E, K), jnp.float32)
+    alpha0 = jnp.zeros(shape, jnp.float32)
     data_key, gumbel_key = jax.random.split(jax.random.fold_in(state.loop_key, t))
     x, y = data_lib.sample_batch(data_key, cfg.batch_size, mode=cfg.data, images=images,
                                  labels=labels, num_classes=cfg.num_classes,
                                  image_shape=(cfg.image_size, cfg.image_size, 3))
-    g = relax.gumbel_noise(gumbel_key, (E, K))
+    g = relax.gumbel_noise(gumbel_key, shape)
     nu = objective.current_nu(state.nu, cfg.nu_mode)
     R, s, G = objective_and_grad(f, state.params, alpha0, g, x, y, nu, cfg)
     metrics = StepMetrics(s, R, nu, jnp.linalg.norm(G), jnp.argmax(alpha0 + g, axis=-1), G)
@@ -306,19 +375,35 @@ def search_step(cfg: SearchConfig, state: SeedState, t: jax.Array, images, label
 
 
 def finalize(cfg: SearchConfig, state: SeedState) -> tuple[jax.Array, jax.Array]:
-    """``alpha* = alpha_0 + Delta*`` (eq. 18) and the per-edge argmax ``[E]``."""
+    """``alpha* = alpha_0 + Delta*`` (eq. 18) and the selected cell's op indices (:func:`read_out`)."""
     alpha_star = eq18_delta(state.eq18, cfg.xi)
     return alpha_star, read_out(alpha_star, cfg.readout)
 
 
 def read_out(alpha_star: jax.Array, readout: str = "argmax") -> jax.Array:
-    """Op indices ``[..., E]`` of the cell selected by ``alpha* [..., E, K]``: the per-edge
-    argmax, over all ops (``argmax``) or over all but ``none`` (op 0; ``argmax-no-none``)."""
+    """Op indices of the cell selected by ``alpha*``.
+
+    * ``argmax``: ``alpha* [..., E, K] -> [..., E]``, the per-edge argmax over all ops;
+    * ``argmax-no-none``: the same over all ops but ``none`` (op 0);
+    * ``darts``: ``alpha* [..., 2, 14, 8] -> [..., 2, 14]``, DARTS' genotype read-out on the
+      raw ``alpha*`` (:func:`nasi_jax.spaces.darts.read_out_ops`): per edge the best op other
+      than ``none``, per node the 2 incoming edges with the largest such ``alpha*``; the
+      other edges get ``none`` (0).
+    """
     if readout == "argmax":
         return jnp.argmax(alpha_star, axis=-1)
     if readout == "argmax-no-none":
         return 1 + jnp.argmax(alpha_star[..., 1:], axis=-1)
+    if readout == "darts":
+        return darts.read_out_ops(alpha_star)
     raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+
+
+def arch_str(space: str, ops) -> str:
+    """Text form of a selected cell: NB201's arch string, or DARTS' genotype text."""
+    if space == "darts":
+        return darts.genotype_to_str(darts.ops_to_genotype(ops))
+    return nb201.arch_to_str(ops)
 
 
 def _search_one(cfg: SearchConfig, key: jax.Array, seed_index: jax.Array, images, labels
@@ -342,6 +427,16 @@ def resolve_loop(cfg: SearchConfig) -> str:
 # loop over seeds, vmap was many times slower. Other backends are not measured yet: 'map' runs
 # the seeds one after another in the same program, which is never slower than a loop over
 # seeds; run `nasi bench` there and pass seed_batching='vmap' if it wins.
+
+
+def resolve_step_impl(cfg: SearchConfig) -> str:
+    """``auto`` -> ``staged`` for DARTS on the host loop (with a batching it supports), else
+    ``one-program``."""
+    if cfg.step_impl != "auto":
+        return cfg.step_impl
+    host = resolve_loop(cfg) == "host"
+    ok = cfg.space == "darts" and host and cfg.seed_batching != "vmap" and cfg.bn_mode == "train"
+    return "staged" if ok else "one-program"
 
 
 def resolve_seed_batching(cfg: SearchConfig, loop: str | None = None) -> str:
@@ -382,6 +477,42 @@ _COMPILED: dict = {}
 def clear_cache() -> None:
     """Forget the compiled searches kept by :func:`run_search` (keyed by config and shapes)."""
     _COMPILED.clear()
+
+
+def _staged_fns(cfg: SearchConfig):
+    """``step(state, t, images, labels)`` of the host loop with :mod:`nasi_jax.staged`: the
+    same computation as :func:`search_step`, with ``(s, grad_A s)`` taken stage by stage."""
+    from nasi_jax import staged
+    shape = alpha_shape(cfg.space)
+    net = make_network(cfg)
+
+    @jax.jit
+    def pre(state, t, images, labels):
+        data_key, gumbel_key = jax.random.split(jax.random.fold_in(state.loop_key, t))
+        x, y = data_lib.sample_batch(data_key, cfg.batch_size, mode=cfg.data, images=images,
+                                     labels=labels, num_classes=cfg.num_classes,
+                                     image_shape=(cfg.image_size, cfg.image_size, 3))
+        g = relax.gumbel_noise(gumbel_key, shape)
+        A = relax.relaxed_sample(jnp.zeros(shape, jnp.float32), g, tau=cfg.tau, hard=cfg.hard)
+        return x, y, g, A
+
+    @jax.jit
+    def post(state, g, s, ds_dA):
+        alpha0 = jnp.zeros(shape, jnp.float32)
+        nu = objective.current_nu(state.nu, cfg.nu_mode)
+        _, sample_vjp = jax.vjp(lambda a: relax.relaxed_sample(a, g, tau=cfg.tau, hard=cfg.hard), alpha0)
+        dR_ds = 1.0 - cfg.mu * (s > nu).astype(s.dtype)
+        (G,) = sample_vjp(dR_ds * ds_dA)
+        metrics = StepMetrics(s, objective.penalised(s, cfg.mu, nu), nu, jnp.linalg.norm(G),
+                              jnp.argmax(alpha0 + g, axis=-1), G)
+        return state._replace(eq18=eq18_update(state.eq18, G), nu=objective.nu_update(state.nu, s)), metrics
+
+    def step(state, t, images, labels):
+        x, y, g, A = pre(state, t, images, labels)
+        s, ds_dA = staged.trace_and_grad(net, state.params, x, y, A)
+        return post(state, g, s, ds_dA)
+
+    return step
 
 
 def _host_fns(cfg: SearchConfig):
@@ -478,6 +609,7 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
         cfg = dataclasses.replace(cfg, loop="scan")
     loop = resolve_loop(cfg)
     cfg = dataclasses.replace(cfg, loop=loop, seed_batching=resolve_seed_batching(cfg, loop))
+    cfg = dataclasses.replace(cfg, step_impl=resolve_step_impl(cfg)).validate()
     if cfg.data == "random":
         images = labels = None
     elif images is None or (labels is None and cfg.data == "real"):
@@ -502,11 +634,11 @@ def run_search(cfg: SearchConfig, seeds: Sequence[int], *, images=None, labels=N
     hist = {k: np.asarray(v) for k, v in out.history._asdict().items()}
     ops = np.asarray(out.ops)
     return SearchResult(cfg, seeds, np.asarray(out.alpha_star), ops,
-                        [nb201.arch_to_str(o) for o in ops], hist, compile_time, run_time, loop)
+                        [arch_str(cfg.space, o) for o in ops], hist, compile_time, run_time, loop)
 
 
 @functools.partial(jax.jit, static_argnames=("nu_mode",))
-def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, E, K]
+def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, *alpha_shape]
     def one(s_seq, G_seq):
         def body(carry, sg):
             acc, nu_state = carry
@@ -521,7 +653,7 @@ def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, E, K]
 def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed",
            steps: int | None = None, xi: float | None = None, readout: str | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """``(alpha* [S, E, K], ops [S, E])`` of the search with other ``mu``, ``nu``, ``nu_mode``
+    """``(alpha* [S, *alpha_shape], ops [S, *alpha_shape[:-1]])`` of the search with other ``mu``, ``nu``, ``nu_mode``
     or a shorter ``T``, computed from the history of a search run with ``mu = 0``.
 
     Because every ``G_t`` is taken at ``alpha_0`` and ``R`` depends on the architecture only
@@ -558,9 +690,13 @@ def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed"
         raise ValueError("this search history has no G (recorded since replay exists); run the search again")
     s = jnp.asarray(result.history["s"][:, :T], jnp.float32)
     G = jnp.asarray(result.history["G"][:, :T], jnp.float32)
+    readout = readout or result.config.readout
+    if readout not in SPACE_READOUTS[result.config.space]:
+        raise ValueError(f"readout for space {result.config.space!r} must be one of "
+                         f"{SPACE_READOUTS[result.config.space]}, got {readout!r}")
     xi = result.config.xi if xi is None else xi
     alpha = _replay(s, G, float(mu), float(nu), float(xi), nu_mode)
-    return np.asarray(alpha), np.asarray(read_out(alpha, readout or result.config.readout))
+    return np.asarray(alpha), np.asarray(read_out(alpha, readout))
 
 
 def check_seeds(seeds: Sequence[int]) -> None:
@@ -652,8 +788,11 @@ def compiled_host_step(cfg: SearchConfig, num_seeds: int = 1, images=None, label
         init_c = init.lower(k).compile()
         st = jax.eval_shape(init, k)
         t = jnp.zeros((), jnp.int32)
-        fns = _COMPILED[sig] = (init_c, step.lower(st, t, images, labels).compile(),
-                                fin.lower(st).compile())
+        if resolve_step_impl(cfg) == "staged":  # compiled stage by stage on first use
+            step_c = _staged_fns(cfg)
+        else:
+            step_c = step.lower(st, t, images, labels).compile()
+        fns = _COMPILED[sig] = (init_c, step_c, fin.lower(st).compile())
     return fns
 
 
@@ -663,6 +802,9 @@ def _run_host(cfg, keys, images, labels, hook, seeds, memory_budget=None):
     t0 = time.perf_counter()
     init_c, step_c, fin_c = compiled_host_step(cfg, len(keys), images, labels)
     if memory_budget is not None:
+        if not hasattr(step_c, "memory_analysis"):
+            raise ValueError("memory_budget needs a step compiled as one program; pass "
+                             "step_impl='one-program' (the staged DARTS step compiles cell by cell)")
         memory.check_fits(step_c, memory_budget, "the search step", _MEMORY_HINT)
     compile_time = time.perf_counter() - t0
     if hasattr(hook, "start"):

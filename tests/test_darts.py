@@ -151,6 +151,44 @@ def test_readout_never_none_two_edges_per_node():
             assert D.parse_genotype(str(g)) == g
 
 
+def test_read_out_ops_equals_genotype_from_raw_alpha():
+    # The traceable read-out used inside the search equals the host-side one on raw alpha*,
+    # ties included (integer-valued alpha makes ties frequent).
+    rng = np.random.default_rng(1)
+    alphas = np.concatenate([rng.normal(size=(30, 2, 14, 8)),
+                             rng.integers(-2, 3, size=(30, 2, 14, 8)).astype(float)])
+    ops = np.asarray(D.read_out_ops(alphas))
+    assert ops.shape == (60, 2, 14)
+    for a, o in zip(alphas, ops):
+        g = D.genotype_from_alpha(a[0], a[1], logits=False)
+        assert D.genotype_to_ops(g) == tuple(map(tuple, o.tolist()))
+        assert D.genotype_to_ops(D.ops_to_genotype(o)) == D.genotype_to_ops(g)
+    with pytest.raises(D.GenotypeError, match=r"\[\.\.\., 2, 14, 8\]"):
+        D.read_out_ops(np.zeros((14, 8)))
+
+
+def test_ops_to_genotype_errors():
+    ok = np.asarray(D.genotype_to_ops(D.DARTS_V2))
+    bad = ok.copy(); bad[0, 0] = 0          # node 2 keeps one edge
+    with pytest.raises(D.GenotypeError, match="node 2 has 1 edges"):
+        D.ops_to_genotype(bad)
+    bad = ok.copy(); bad[1, 3] = 9
+    with pytest.raises(D.GenotypeError, match="op index 9"):
+        D.ops_to_genotype(bad)
+    with pytest.raises(D.GenotypeError, match=r"shape \(2, 14\)"):
+        D.ops_to_genotype(ok[0])
+
+
+def test_parse_accepts_darts_namedtuples_and_names_5_node_cells():
+    import collections
+    G = collections.namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+    theirs = G(list(D.DARTS_V2.normal), range(2, 6), list(D.DARTS_V2.reduce), range(2, 6))
+    assert D.parse_genotype(theirs) == D.DARTS_V2
+    nasnet_like = G([("sep_conv_5x5", 1)] * 10, [2, 3, 4, 5, 6], [("sep_conv_5x5", 1)] * 10, [4, 5, 6])
+    with pytest.raises(D.GenotypeError, match="5-node cell"):
+        D.parse_genotype(nasnet_like)
+
+
 def test_readout_recovers_a_genotype_and_checks_shapes():
     wn, wr = D.one_hot(D.DARTS_V2)
     g = D.genotype_from_alpha(5.0 * wn, 5.0 * wr)

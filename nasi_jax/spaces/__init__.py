@@ -1,8 +1,8 @@
 """Search spaces. One module per space; :func:`get_space` resolves a space name."""
 
-from nasi_jax.spaces import nb201
+from nasi_jax.spaces import darts, nb201
 
-SPACES = {"nb201": nb201}
+SPACES = {"nb201": nb201, "darts": darts}
 
 
 def get_space(name: str):

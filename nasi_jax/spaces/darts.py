@@ -88,6 +88,7 @@ from nasi_jax.spaces import nb201 as _nb201
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_NODES", "GenotypeError", "Genotype",
     "parse_genotype", "genotype_to_str", "genotype_to_ops", "one_hot", "genotype_from_alpha",
+    "read_out_ops", "ops_to_genotype",
     "DARTS_V1", "DARTS_V2", "PUBLISHED", "DartsSupernet", "NetworkCIFAR", "count_params",
 ]
 
@@ -129,7 +130,9 @@ def _check_edges(edges: Any, field: str) -> tuple[tuple[str, int], ...]:
                             f"got {type(edges).__name__}")
     if len(edges) != 2 * NUM_NODES:
         raise GenotypeError(f"genotype field {field!r} needs {2 * NUM_NODES} edges (2 per intermediate "
-                            f"node 2..5), got {len(edges)}")
+                            f"node 2..5), got {len(edges)}"
+                            + (" (a 5-node cell such as NASNet's or AmoebaNet's is outside the "
+                               "DARTS space, which has 4 intermediate nodes)" if len(edges) == 10 else ""))
     out = []
     for k, pair in enumerate(edges):
         node = 2 + k // 2
@@ -213,8 +216,8 @@ def parse_genotype(text: str | Genotype) -> Genotype:
         ...
         nasi_jax.spaces.darts.GenotypeError: malformed genotype: field 'normal' is not a literal value ...
     """
-    if isinstance(text, Genotype):
-        return _check_genotype(text)
+    if isinstance(text, Genotype) or (isinstance(text, tuple) and getattr(text, "_fields", None) == _FIELDS):
+        return _check_genotype(text)  # ours, or the DARTS code's own namedtuple
     if not isinstance(text, str):
         raise GenotypeError(f"a genotype must be a string like {_EXAMPLE}, got {type(text).__name__}")
     s = text.strip()
@@ -338,6 +341,70 @@ def genotype_from_alpha(alpha_normal, alpha_reduce, *, logits: bool = True) -> G
                     _read_cell(alpha_reduce, logits, "alpha_reduce"), _CONCAT)
 
 
+def read_out_ops(alpha) -> jax.Array:
+    """DARTS' read-out as op indices, traceable: ``alpha [..., 2, 14, 8] -> [..., 2, 14]``.
+
+    The values are used as given (no softmax; ``genotype_from_alpha(..., logits=False)``).
+    Per edge ``e`` the best op other than ``none`` is ``k*(e) = 1 + argmax_k alpha[e, 1:]``;
+    per intermediate node the 2 incoming edges with the largest ``alpha[e, k*(e)]`` keep
+    ``k*(e)`` (ties to the lower input index) and the other edges get ``none`` (0). Equal to
+    ``genotype_to_ops(genotype_from_alpha(a[0], a[1], logits=False))`` (tested);
+    :func:`ops_to_genotype` turns the result into a :class:`Genotype`.
+
+    Example:
+        >>> a = np.zeros((2, 14, 8)); a[:, :, 4] = 1.0; a[:, 1, 5] = 2.0
+        >>> read_out_ops(a)[0, :5].tolist()  # node 3: a 3-way tie, the lower inputs 0, 1 win
+        [4, 5, 4, 4, 0]
+    """
+    a = jnp.asarray(alpha)
+    if a.shape[-3:] != (2, NUM_EDGES, NUM_OPS):
+        raise GenotypeError(f"alpha must have shape [..., 2, {NUM_EDGES}, {NUM_OPS}] (normal and "
+                            f"reduction cell), got {a.shape}")
+    best = 1 + jnp.argmax(a[..., 1:], axis=-1)                          # [..., 2, 14]
+    strength = jnp.take_along_axis(a, best[..., None], axis=-1)[..., 0]  # [..., 2, 14]
+    keep = []
+    start = 0
+    for i in range(2, 2 + NUM_NODES):
+        seg = strength[..., start:start + i]                             # edges j -> i
+        idx = jnp.arange(i)
+        stronger = (seg[..., None, :] > seg[..., :, None]) | (
+            (seg[..., None, :] == seg[..., :, None]) & (idx[None, :] < idx[:, None]))
+        keep.append(jnp.sum(stronger, axis=-1) < 2)                      # rank < 2
+        start += i
+    return jnp.where(jnp.concatenate(keep, axis=-1), best, 0)
+
+
+def ops_to_genotype(ops) -> Genotype:
+    """Op indices ``[2, 14]`` (normal, reduce; ``none`` = edge absent) -> :class:`Genotype`,
+    each node's two edges listed by input index. Raises :class:`GenotypeError` unless every
+    intermediate node has exactly 2 edges that are not ``none``.
+
+    Example:
+        >>> g = ops_to_genotype(genotype_to_ops(DARTS_V2))
+        >>> genotype_to_ops(g) == genotype_to_ops(DARTS_V2)
+        True
+    """
+    ops = np.asarray(ops)
+    if ops.shape != (2, NUM_EDGES):
+        raise GenotypeError(f"ops must have shape (2, {NUM_EDGES}) (normal, reduce), got {ops.shape}")
+    cells = []
+    for c, name in enumerate(("normal", "reduce")):
+        gene = []
+        for e, (j, i) in enumerate(EDGES):
+            k = int(ops[c, e])
+            if not 0 <= k < NUM_OPS:
+                raise GenotypeError(f"{name} edge {j}->{i}: op index {k} is not in 0..{NUM_OPS - 1}")
+            if k:
+                gene.append((i, OPS[k], j))
+        for i in range(2, 2 + NUM_NODES):
+            n = sum(1 for node, _, _ in gene if node == i)
+            if n != 2:
+                raise GenotypeError(f"{name} node {i} has {n} edges that are not 'none'; a DARTS "
+                                    f"genotype keeps exactly 2 per node")
+        cells.append(tuple((op, j) for _, op, j in sorted(gene, key=lambda t: (t[0], t[2]))))
+    return _check_genotype((cells[0], _CONCAT, cells[1], _CONCAT))
+
+
 # Published genotypes (facts carried over from the DARTS authors' released genotypes file,
 # quark0/darts cnn/genotypes.py, which the DARTS paper's CIFAR-10 results use):
 # DARTS_V1 = first-order search, DARTS_V2 = second-order search ("DARTS" there).
@@ -370,11 +437,34 @@ class _Cfg(NamedTuple):
     conv_impl: str = "xla"
 
 
+CONV_IMPLS = ("auto", "xla", "xla-shift", "loop-safe")
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+    """``auto`` -> ``xla-shift`` on CPU, ``xla`` elsewhere; other names are checked and returned.
+
+    * ``xla``: every convolution by ``lax.conv_general_dilated``;
+    * ``xla-shift``: the same, except depthwise convolutions, computed as sums of shifted
+      products (:class:`DepthwiseConv`). XLA:CPU runs a depthwise convolution's kernel
+      gradient as a dense ``C x C`` convolution: measured on 2 CPU cores, forward+backward of
+      ``dil_conv_5x5``'s depthwise part at ``[64, 32, 32, 16]`` took 186 ms with ``xla``
+      and 59 ms shifted;
+    * ``loop-safe``: as ``xla-shift`` and the other convolutions by :mod:`nasi_jax.conv`
+      (fast inside XLA:CPU loops; reverse-mode derivatives only).
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+    if conv_impl == "auto":
+        return "xla-shift" if jax.default_backend() == "cpu" else "xla"
+    return conv_impl
+
+
 def _conv(cfg: _Cfg, features: int, kernel: int, stride: int = 1, padding: int = 0, name=None):
     """Bias-free Conv(k x k, stride, symmetric padding), NHWC."""
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((padding, padding),) * 2,
                    use_bias=False, kernel_init=_nb201._kernel_init(cfg.init_scheme), dtype=cfg.dtype,
-                   param_dtype=cfg.dtype, conv_general_dilated=_nb201._conv_fn(cfg.conv_impl), name=name)
+                   param_dtype=cfg.dtype, name=name,
+                   conv_general_dilated=_nb201._conv_fn("loop-safe" if cfg.conv_impl == "loop-safe" else "xla"))
 
 
 def _dense(cfg: _Cfg, features: int, fan_in: int, name: str):
@@ -391,7 +481,7 @@ class DepthwiseConv(nn.Module):
 
     Kernel ``[k, k, 1, C]`` (PyTorch ``groups=C``: ``C k^2`` parameters).
     ``y[b,h,w,c] = sum_{i,j} xpad[b, s h + d i, s w + d j, c] * K[i, j, 0, c]``; with
-    ``conv_impl='loop-safe'`` it is computed literally so (shifted slices, products and sums,
+    ``conv_impl`` ``'xla-shift'`` or ``'loop-safe'`` it is computed literally so (shifted slices, products and sums,
     whose derivatives XLA:CPU runs fast inside loops), else by ``lax.conv_general_dilated``.
     """
 
@@ -406,11 +496,10 @@ class DepthwiseConv(nn.Module):
         C, k, s, d, p = x.shape[-1], self.kernel, self.stride, self.dilation, self.padding
         w = self.param("kernel", _nb201._kernel_init(self.cfg.init_scheme), (k, k, 1, C), self.cfg.dtype)
         x = x.astype(self.cfg.dtype)
-        if self.cfg.conv_impl == "xla":
+        if resolve_conv_impl(self.cfg.conv_impl) == "xla":
             return jax.lax.conv_general_dilated(x, w, (s, s), ((p, p), (p, p)), rhs_dilation=(d, d),
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                                 feature_group_count=C)
-        _nb201._conv_fn(self.cfg.conv_impl)  # validates the name
         H, W = x.shape[1], x.shape[2]
         ho, wo = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
         xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
@@ -498,7 +587,7 @@ def _avg_pool_3x3(x, stride: int):
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     rows = np.array([min(h, r * stride + 2) - max(0, r * stride - 1) for r in range(ho)], np.float32)
     cols = np.array([min(w, c * stride + 2) - max(0, c * stride - 1) for c in range(wo)], np.float32)
-    summed = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, (1, 3, 3, 1),
+    summed = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1, 3, 3, 1),
                                    (1, stride, stride, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
     return summed * jnp.asarray(1.0 / np.outer(rows, cols), x.dtype)[None, :, :, None]
 
@@ -645,7 +734,8 @@ class DartsSupernet(nn.Module):
             ``arch_weights`` is then ignored and may be None). None: the supernet.
         init_scheme: 'pytorch' (default) or 'flax'.
         dtype: parameter and computation dtype.
-        conv_impl: 'xla' or 'loop-safe' (:mod:`nasi_jax.conv`; depthwise convs are then
+        conv_impl: 'auto' (default), 'xla', 'xla-shift' or 'loop-safe' (:func:`resolve_conv_impl`;
+            :mod:`nasi_jax.conv`; depthwise convs are then
             computed as sums of shifted products).
 
     ``__call__(x [B,H,W,3], arch_weights, train) -> logits [B, K]`` with ``arch_weights``
@@ -660,11 +750,11 @@ class DartsSupernet(nn.Module):
     fixed: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, arch_weights=None, train: bool = True):
-        cfg = _Cfg(self.init_scheme, self.dtype, self.conv_impl)
+        cfg = _Cfg(self.init_scheme, self.dtype, resolve_conv_impl(self.conv_impl))
         if self.fixed is None:
             if arch_weights is None:
                 raise GenotypeError("the supernet needs arch_weights (normal [14, 8], reduce [14, 8]); "
@@ -778,12 +868,12 @@ class NetworkCIFAR(nn.Module):
     drop_path_prob: float = 0.0
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = True, drop_path_prob=None):
         g = _check_genotype(self.genotype)
-        cfg = _Cfg(self.init_scheme, self.dtype, self.conv_impl)
+        cfg = _Cfg(self.init_scheme, self.dtype, resolve_conv_impl(self.conv_impl))
         p = self.drop_path_prob if drop_path_prob is None else drop_path_prob
         use_dp = train and not (isinstance(p, (int, float)) and p <= 0)
         C = self.channels

@@ -1,0 +1,174 @@
+"""NASI's search step on the DARTS supernet, compiled cell by cell (for XLA:CPU).
+
+The search step (:func:`nasi_jax.search.objective_and_grad`) is one program: a forward
+pass, ``v = grad_theta L``, and ``grad_A <grad_theta L(theta, A), v>`` through a forward-mode
+pass and its reverse. For DARTS' supernet (8 cells x 14 edges x 7 ops) that program is so
+large that XLA:CPU ran out of 24 GiB compiling it (C=16, b=64, either convolution
+implementation). This module computes the same ``(s, grad_A s)`` as a chain of small
+programs, one per stage and pass, so that nothing larger than one cell is ever compiled.
+
+The network is a chain of stages ``c_i = f_i(theta_i, c_{i-1}, A)``: the stem
+(``c_0 = (y, y)``), the cells (``(s0, s1) -> (s1, cell(s0, s1, A))``) and the head (global
+pool, linear, mean cross-entropy ``L``). With the stage inputs kept from the forward pass:
+
+1. ``v = grad_theta L``: reverse through the stages, each stage's VJP recomputing its
+   forward pass (``(v_i, cbar_{i-1}) = vjp f_i (cbar_i)``); ``s = ||v||^2`` (eq. 12).
+2. ``D(A) = <grad_theta L(theta, A), v> = d/de L(theta + e v, A)``: tangents forward,
+   ``cdot_i = jvp f_i ((theta_i, c_{i-1}), (v_i, cdot_{i-1}))``, ``D = cdot_n``.
+3. ``grad_A D``: reverse through the JVP'd stages, from ``(cbar_n, cdotbar_n) = (0, 1)``;
+   ``grad_A D = sum_i Abar_i``, and ``grad_A s = 2 grad_A D`` (``v`` held fixed), as in
+   ``grad_mode='fwd-rev'``.
+
+Each stage costs about one more forward pass than the one-program step (recomputation), in
+exchange for programs one cell in size. Equal to the one-program step to float rounding
+(tested on a small supernet).
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from nasi_jax import search, staged
+    >>> cfg = search.SearchConfig(space="darts", batch_size=2, channels=2, cells_per_stage=1,
+    ...                           image_size=8)
+    >>> net = search.make_network(cfg)
+    >>> x, y = jnp.ones((2, 8, 8, 3)), jnp.array([0, 1])
+    >>> A = jnp.full((2, 14, 8), 1 / 8)
+    >>> variables = net.init(jax.random.PRNGKey(0), x, A, train=False)
+    >>> s, ds_dA = staged.trace_and_grad(net, variables["params"], x, y, A)
+    >>> s.shape, ds_dA.shape
+    ((), (2, 14, 8))
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nasi_jax import ntk
+from nasi_jax.spaces import darts
+
+__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace_and_grad"]
+
+
+class Stage(NamedTuple):
+    """``apply(params_i, carry, A, y) -> carry`` (the head's carry is the scalar loss) and
+    the names of the top-level parameter collections it owns."""
+
+    name: str
+    keys: tuple[str, ...]
+    apply: Callable
+
+
+def _stem_apply(cfg, C, params, x, A, y):
+    out = darts._conv(cfg, 3 * C, 3, 1, 1).apply({"params": params["stem_conv"]}, x.astype(cfg.dtype))
+    bn = darts.nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5,
+                            use_fast_variance=False, dtype=cfg.dtype, param_dtype=cfg.dtype)
+    # train mode: batch statistics; the running averages are created and discarded
+    out, _ = bn.apply({"params": params["stem_bn"]}, out, mutable=["batch_stats"])
+    return out, out
+
+
+def _cell_apply(cell, name, which, params, carry, A, y):
+    s0, s1 = carry
+    out, _ = cell.apply({"params": params[name]}, s0, s1, A[which], True, mutable=["batch_stats"])
+    return s1, out
+
+
+def _head_apply(cfg, num_classes, params, carry, A, y):
+    _, s1 = carry
+    z = jnp.mean(s1, axis=(1, 2))
+    logits = darts._dense(cfg, num_classes, z.shape[-1], "classifier").apply(
+        {"params": params["classifier"]}, z)
+    return ntk.cross_entropy(logits, y)
+
+
+def stages(net: darts.DartsSupernet) -> list[Stage]:
+    """The stages of ``net`` (train-mode BatchNorm, as the search scores): stem, cells, head.
+    The same list (so the same compiled programs) for every net of the same configuration."""
+    if not isinstance(net, darts.DartsSupernet) or net.fixed is not None:
+        raise TypeError("stages() takes the DARTS supernet (DartsSupernet with fixed=None)")
+    return _stages(net.channels, net.layers, net.num_classes, net.init_scheme, jnp.dtype(net.dtype),
+                   darts.resolve_conv_impl(net.conv_impl))
+
+
+@functools.lru_cache(maxsize=None)
+def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl) -> list[Stage]:
+    cfg = darts._Cfg(init_scheme, dtype, conv_impl)
+    out = [Stage("stem", ("stem_conv", "stem_bn"), functools.partial(_stem_apply, cfg, channels))]
+    C, reduction_prev = channels, False
+    for i in range(layers):
+        reduction = i in darts._reduction_cells(layers)
+        C = 2 * C if reduction else C
+        cell = darts.SearchCell(C, reduction, reduction_prev, None, cfg)
+        out.append(Stage(f"cell_{i}", (f"cell_{i}",),
+                         functools.partial(_cell_apply, cell, f"cell_{i}", 1 if reduction else 0)))
+        reduction_prev = reduction
+    out.append(Stage("head", ("classifier",), functools.partial(_head_apply, cfg, num_classes)))
+    return out
+
+
+def _sub(params, keys):
+    return {k: params[k] for k in keys}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(stage_apply):
+    """The four jitted programs of one stage (cached per stage function)."""
+    f = stage_apply
+
+    def fwd(p, c, A, y):
+        return f(p, c, A, y)
+
+    def bwd(p, c, A, y, cbar):  # (pbar, cbar_in)
+        _, vjp = jax.vjp(lambda p_, c_: f(p_, c_, A, y), p, c)
+        return vjp(cbar)
+
+    def tangent(p, v, c, cdot, A, y):
+        return jax.jvp(lambda p_, c_: f(p_, c_, A, y), (p, c), (v, cdot))[1]
+
+    def hbwd(p, v, c, cdot, A, y, cbar, cdotbar):  # (Abar, cbar_in, cdotbar_in)
+        def h(A_, c_, cdot_):
+            return jax.jvp(lambda p_, cc: f(p_, cc, A_, y), (p, c_), (v, cdot_))
+        _, vjp = jax.vjp(h, A, c, cdot)
+        return vjp((cbar, cdotbar))
+
+    return jax.jit(fwd), jax.jit(bwd), jax.jit(tangent), jax.jit(hbwd)
+
+
+def trace_and_grad(net: darts.DartsSupernet, params: Any, x: jax.Array, y: jax.Array,
+                   A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(s, grad_A s)`` with ``s = ||grad_theta CE(net(x, A), y)||^2`` (eq. 12), stage by stage.
+
+    ``params``: the supernet's parameters; ``x [B, H, W, 3]``, ``y [B]``; ``A [2, 14, 8]``
+    (normal, reduce). Each stage's programs are compiled once per shape and reused.
+    """
+    return chain_trace_and_grad(stages(net), params, x, y, A)
+
+
+def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
+                         A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:func:`trace_and_grad` for any chain of stages (the last one returns the scalar loss);
+    ``params`` holds every stage's ``keys``."""
+    fns = [_compiled(st.apply) for st in sts]
+    ps = [_sub(params, st.keys) for st in sts]
+    carries = [x]
+    for (fwd, *_), p in zip(fns[:-1], ps[:-1]):
+        carries.append(fwd(p, carries[-1], A, y))
+    # 1. v = grad_theta L, reverse through the stages
+    cbar = jnp.ones((), jnp.float32)
+    vs = [None] * len(sts)
+    for i in reversed(range(len(sts))):
+        vs[i], cbar = fns[i][1](ps[i], carries[i], A, y, cbar)
+    s = sum(ntk.tree_sq_norm(v) for v in vs)
+    # 2. tangents of the stage outputs along v (the input x has none)
+    cdots = [jnp.zeros_like(x)]
+    for i in range(len(sts) - 1):
+        cdots.append(fns[i][2](ps[i], vs[i], carries[i], cdots[i], A, y))
+    # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss
+    cbar, cdotbar = jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32)
+    total = jnp.zeros_like(A)
+    for i in reversed(range(len(sts))):
+        Abar, cbar, cdotbar = fns[i][3](ps[i], vs[i], carries[i], cdots[i], A, y, cbar, cdotbar)
+        total = total + Abar
+    return s, 2.0 * total
