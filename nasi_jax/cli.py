@@ -170,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "8-cell search network: 3N+2 cells)")
     s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
                    help="input size for --data random (CIFAR-10 modes need 32)")
+    s.add_argument("--conv-impl", choices=("xla", "xla-shift", "loop-safe"), default="xla",
+                   help="the supernet's convolutions; darts: xla-shift computes depthwise convolutions "
+                   "as shifted products (about 3x faster on CPU; a larger program); loop-safe needs "
+                   "--grad-mode rev-rev")
+    s.add_argument("--step-impl", choices=("auto", "one-program", "staged"), default="auto",
+                   help="the search step as one compiled program, or (darts, host loop) cell by cell; "
+                   "auto: staged for darts on CPU, where the one-program step's compilation ran out "
+                   "of 24 GiB")
+    s.add_argument("--grad-mode", choices=("fwd-rev", "rev-rev"), default="fwd-rev",
+                   help="second-order gradient: reverse over one JVP (fwd-rev) or grad of grad")
     s.add_argument("--seed-batching", choices=("auto", "map", "vmap", "threads"), default="auto",
                    help="how seeds share the compiled call (auto: the fastest measured on the backend)")
     _add_scale_args(s, "seeds")
@@ -320,7 +330,8 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
         space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
         nu_mode=args.nu_mode, tau=args.tau, readout=args.readout, hard=not args.soft, data=args.data,
         channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
-        init_scheme=args.init_scheme,
+        init_scheme=args.init_scheme, conv_impl=args.conv_impl, step_impl=args.step_impl,
+        grad_mode=args.grad_mode,
         bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
     devices = _setup_scale(args)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
