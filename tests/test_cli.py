@@ -42,29 +42,6 @@ def test_tiny_search_writes_result(tmp_path, capsys):
     assert out.stat().st_mode & 0o044  # readable by others, unlike mkstemp's default 0600
 
 
-# == tests/test_search.py DARTS_TINY (one compilation for both files)
-DARTS_TINY = ["--space", "darts", "--steps", "2", "--batch-size", "2", "--channels", "2", "--cells", "1",
-              "--image-size", "8", "--mu", "0", "--no-progress"]
-
-
-def test_darts_search_saves_a_genotype_that_train_accepts(tmp_path, capsys):
-    from nasi_jax import train
-    from nasi_jax.spaces import darts
-    out = tmp_path / "darts.json"
-    assert cli.main(["search", "--seeds", "2", *DARTS_TINY, "--output", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert res["config"]["space"] == "darts" and res["config"]["readout"] == "darts"
-    assert res["config"]["cells_per_stage"] == 1
-    printed = capsys.readouterr().out
-    for r in res["seeds"]:
-        g = darts.parse_genotype(r["arch"])           # DARTS' text form, printed and saved
-        assert r["arch"] in printed and len(r["ops"]) == 2 and len(r["ops"][0]) == 14
-        assert r["params_eval_network"] == darts.count_params(g, channels=36, layers=20)
-        assert "degenerate" not in r and len(r["alpha_star"]) == 2
-    for ref, seed in ((str(out), 0), (f"{out}#1", 1)):  # the training command takes the file back
-        assert train.parse_architecture(genotype=ref).text == res["seeds"][seed]["arch"]
-
-
 def test_search_with_benchmark(tmp_path, capsys):
     table = data_path("nb201", "nb201_accuracies.csv")
     out = tmp_path / "r.json"

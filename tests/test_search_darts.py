@@ -1,0 +1,92 @@
+"""NASI on the DARTS space: the search (staged on CPU), its genotypes, the CLI and the read-out.
+
+One module, so that its tests share one compilation of the smallest DARTS supernet's step.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from nasi_jax import cli, search
+
+
+# The smallest DARTS supernet: 5 cells (N=1), C=2, 8x8 inputs; the same settings as DARTS_FLAGS
+# below, so the library and the CLI tests share one (staged) compilation in this module.
+DARTS_TINY = search.SearchConfig(space="darts", steps=2, batch_size=2, channels=2, cells_per_stage=1,
+                                 image_size=8, mu=0.0)
+
+
+@pytest.fixture(scope="module")
+def darts_run():
+    return search.run_search(DARTS_TINY, seeds=[0, 1])
+
+
+def test_darts_search_shapes_and_genotypes(darts_run):
+    from nasi_jax.spaces import darts
+    res = darts_run
+    assert res.config.readout == "darts" and res.config.cells_per_stage == 1
+    assert res.config.step_impl == "staged"  # CPU host loop: compiled cell by cell
+    assert res.alpha_star.shape == (2, 2, 14, 8) and res.ops.shape == (2, 2, 14)
+    assert res.history["G"].shape == (2, 2, 2, 14, 8) and res.history["sampled"].shape == (2, 2, 2, 14)
+    np.testing.assert_array_equal(res.ops, darts.read_out_ops(res.alpha_star))
+    for a, ops, text in zip(res.alpha_star, res.ops, res.arch_strs):
+        g = darts.parse_genotype(text)  # the saved text form parses back
+        assert g == darts.ops_to_genotype(ops)
+        assert darts.genotype_to_ops(g) == darts.genotype_to_ops(
+            darts.genotype_from_alpha(a[0], a[1], logits=False))
+        assert all(op != "none" for op, _ in g.normal + g.reduce)
+    # both cells got a gradient (normal and reduction weights are both used)
+    assert (np.abs(res.history["G"][:, :, 0]).sum() > 0) and (np.abs(res.history["G"][:, :, 1]).sum() > 0)
+    # eq. 18 at mu=0 is the scaled sum of the recorded G_t: replay reproduces alpha* and the cells
+    alpha, ops = search.replay(res, mu=0.0, nu=1.0)
+    np.testing.assert_allclose(alpha, res.alpha_star, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(ops, res.ops)
+    _, ops_fix = search.replay(res, mu=2.0, nu=float(np.median(res.history["s"])))
+    for o in ops_fix:
+        darts.ops_to_genotype(o)  # a valid genotype
+    with pytest.raises(ValueError, match="readout for space 'darts'"):
+        search.replay(res, mu=2.0, nu=1.0, readout="argmax")
+
+
+def test_darts_space_defaults_and_errors():
+    cfg = search.SearchConfig(space="darts")
+    assert cfg.cells_per_stage == 2 and cfg.readout == "darts" and cfg.alpha_shape == (2, 14, 8)
+    assert search.make_network(cfg).layers == 8  # DARTS' 8-cell search network
+    assert search.SearchConfig().readout == "argmax" and search.SearchConfig().cells_per_stage == 5
+    with pytest.raises(ValueError, match="readout for space 'darts'"):
+        search.SearchConfig(space="darts", readout="argmax").validate()
+    with pytest.raises(ValueError, match="readout for space 'nb201'"):
+        search.SearchConfig(readout="darts").validate()
+    with pytest.raises(ValueError, match="step_impl='staged' is for space='darts'"):
+        search.SearchConfig(step_impl="staged").validate()
+    with pytest.raises(ValueError, match="step_impl='staged'"):
+        search.SearchConfig(space="darts", step_impl="staged", loop="scan").validate()
+    with pytest.raises(ValueError, match="conv_impl must be"):
+        search.SearchConfig(conv_impl="xla-shift").validate()
+    assert search.resolve_step_impl(dataclasses.replace(cfg, loop="scan")) == "one-program"
+    assert search.resolve_step_impl(dataclasses.replace(cfg, loop="host")) == "staged"
+
+
+# == DARTS_TINY
+DARTS_FLAGS = ["--space", "darts", "--steps", "2", "--batch-size", "2", "--channels", "2", "--cells", "1",
+              "--image-size", "8", "--mu", "0", "--no-progress"]
+
+
+def test_darts_search_saves_a_genotype_that_train_accepts(tmp_path, capsys):
+    from nasi_jax import train
+    from nasi_jax.spaces import darts
+    out = tmp_path / "darts.json"
+    assert cli.main(["search", "--seeds", "2", *DARTS_FLAGS, "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["config"]["space"] == "darts" and res["config"]["readout"] == "darts"
+    assert res["config"]["cells_per_stage"] == 1
+    printed = capsys.readouterr().out
+    for r in res["seeds"]:
+        g = darts.parse_genotype(r["arch"])           # DARTS' text form, printed and saved
+        assert r["arch"] in printed and len(r["ops"]) == 2 and len(r["ops"][0]) == 14
+        assert r["params_eval_network"] == darts.count_params(g, channels=36, layers=20)
+        assert "degenerate" not in r and len(r["alpha_star"]) == 2
+    for ref, seed in ((str(out), 0), (f"{out}#1", 1)):  # the training command takes the file back
+        assert train.parse_architecture(genotype=ref).text == res["seeds"][seed]["arch"]
