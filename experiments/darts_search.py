@@ -121,9 +121,7 @@ def main(argv=None) -> int:
                      "penalty_active_frac": (float(np.mean(h["s"] > nu_t)) if nu_t else None),
                      "alpha_star": alpha[0].round(6).tolist()}
         path = f"{stem}_{name.split('-')[1].lower()}.txt"
-        with open(path + ".tmp", "w") as f:
-            f.write(text + "\n")
-        os.replace(path + ".tmp", path)
+        cli.write_text_atomic(path, text + "\n")
         print(f"{name}: {text}\n  params (C=36, 20 cells, no aux): "
               f"{out[name]['params_eval_network'] / 1e6:.3f} M  -> {path}")
     steps_timed = h["step_s"]

@@ -125,7 +125,6 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -136,6 +135,7 @@ import numpy as np
 import optax
 
 from nasi_jax import data as _data
+from nasi_jax.cli import versions, write_json_atomic, write_text_atomic
 from nasi_jax.spaces import darts, nb201
 
 __all__ = [
@@ -744,22 +744,6 @@ class ProgressBar:
             self._len = 0
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _append_line(path: str, record: dict) -> None:
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -923,7 +907,7 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
             say(f"resuming {workdir} from step {latest}/{total} (epoch {len(history)}/{cfg.epochs} done)")
         else:
             state = init_fn(k_init)
-        _write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
         step = int(state.step)
         last_saved = latest
         tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
@@ -1020,7 +1004,6 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
     accs = [r[key] for r in history]
     best = int(np.argmax(accs))
     n_params, n_with_aux = param_counts(cfg, arch)
-    from nasi_jax.cli import versions
     result = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": _config_dict(cfg), "seed": int(seed), "versions": versions(),
@@ -1036,7 +1019,6 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
         "final_train_acc": history[-1]["train_acc"], "final_train_loss": history[-1]["train_loss"],
         "wall_time_s": history[-1]["wall_s"], "workdir": workdir,
     } | dict(extra or {})
-    from nasi_jax.cli import write_json_atomic
     write_json_atomic(os.path.join(workdir, "result.json"), result)
     return TrainResult(state, history, result, True, workdir)
 
