@@ -174,10 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "8-cell search network: 3N+2 cells)")
     s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
                    help="input size for --data random (CIFAR-10 modes need 32)")
-    s.add_argument("--conv-impl", choices=("xla", "xla-shift", "loop-safe"), default="xla",
-                   help="the supernet's convolutions; darts: xla-shift computes depthwise convolutions "
-                   "as shifted products (about 3x faster on CPU; a larger program); loop-safe needs "
-                   "--grad-mode rev-rev")
+    s.add_argument("--conv-impl", choices=("auto", "xla", "xla-dense", "xla-shift", "loop-safe"),
+                   default="auto",
+                   help="the supernet's convolutions; auto: xla for nb201; for darts xla-dense on CPU "
+                   "(depthwise convolutions as dense ones with a diagonal kernel, about 7x faster "
+                   "per step there) and xla elsewhere; xla-shift: depthwise as shifted products; "
+                   "loop-safe needs --grad-mode rev-rev")
     s.add_argument("--step-impl", choices=("auto", "one-program", "staged"), default="auto",
                    help="the search step as one compiled program, or (darts, host loop) cell by cell; "
                    "auto: staged for darts on CPU, where the one-program step's compilation ran out "
@@ -234,12 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--output", help="write the figures as JSON here (atomically)")
     b.add_argument("--only", help="comma-separated subset: step,seeds,trace,score")
 
-    i = sub.add_parser("info", help="parameter count (and FLOPs for nb201) of one architecture",
+    i = sub.add_parser("info", help="parameter count and FLOPs (darts: --flops) of one architecture",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     i.add_argument("--space", default="nb201", help="nb201 (needs --arch) or darts (needs --genotype)")
     i.add_argument("--arch", help="NB201 architecture string")
     i.add_argument("--genotype", help="DARTS genotype: the text Genotype(normal=[...], normal_concat=[...], "
-                   "reduce=[...], reduce_concat=[...]) or a published name (DARTS_V1, DARTS_V2)")
+                   "reduce=[...], reduce_concat=[...]), a published name (DARTS_V1, DARTS_V2), a file "
+                   "holding the text, or a `nasi search --space darts` result (FILE.json or FILE.json#SEED)")
     i.add_argument("--channels", type=_positive_int("--channels"), default=None,
                    help="initial channels C (default: 16 for nb201, 36 for darts)")
     i.add_argument("--cells", type=_positive_int("--cells"), default=None,
@@ -248,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="darts: cells of the evaluation network")
     i.add_argument("--num-classes", type=_positive_int("--num-classes"), default=10)
     i.add_argument("--benchmark", help="NB201 accuracy table: also print the cell's accuracies")
+    i.add_argument("--flops", action="store_true",
+                   help="darts: also print the forward pass's FLOPs per image from XLA's cost analysis "
+                   "(compiles the network: seconds to a minute)")
 
     from nasi_jax import train
     train.add_parser(sub)
@@ -264,7 +270,8 @@ def _cmd_info_darts(args) -> int:
     if args.cells is not None:
         raise ValueError("--cells is for --space nb201; the DARTS network's size is --layers (cells in "
                          "all, default 20) and --channels (default 36)")
-    g = darts.parse_genotype(args.genotype)
+    from nasi_jax import train  # the genotype sources of `nasi train`: text, name, file, search result
+    g = train.parse_architecture(genotype=args.genotype).spec
     C = 36 if args.channels is None else args.channels
     kw = dict(channels=C, layers=args.layers, num_classes=args.num_classes)
     params = darts.count_params(g, **kw)
@@ -273,6 +280,10 @@ def _cmd_info_darts(args) -> int:
     print(f"params      {params} ({params / 1e6:.6f} M)  [NetworkCIFAR C={C}, {args.layers} cells, "
           f"{args.num_classes} classes; without the auxiliary head, as the literature reports]")
     print(f"with aux    {with_aux} ({with_aux / 1e6:.6f} M)  [auxiliary head included]")
+    if args.flops:
+        flops = darts.count_flops(g, **kw)
+        print(f"FLOPs       {flops / 1e6:.1f} M per 32x32 image, forward, without the auxiliary head "
+              f"[XLA cost analysis: a multiply-add counts 2; BN, ReLU and pooling included]")
     return 0
 
 
@@ -287,6 +298,8 @@ def _cmd_info(args) -> int:
                          if hasattr(space, "EXAMPLE_ARCH") else f"--space {args.space} needs --arch")
     if args.genotype is not None:
         raise ValueError("--genotype is for --space darts; use --arch with --space nb201")
+    if args.flops:
+        raise ValueError("--flops is for --space darts; nb201's FLOPs are always printed")
     if args.channels is None:
         args.channels = 16
     if args.cells is None:

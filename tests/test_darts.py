@@ -5,6 +5,7 @@ object, NetworkCIFAR(C=36, 20 cells), is only traced under ``jax.eval_shape`` to
 """
 
 import doctest
+import functools
 import re
 
 import flax
@@ -310,19 +311,48 @@ def test_supernet_mixes_ops_by_the_input_weights():
         sup.apply(variables, x, None, train=False)
 
 
-def test_loop_safe_convs_match_xla():
+@pytest.mark.parametrize("impl", ["loop-safe", "xla-dense", "xla-shift"])
+def test_conv_impls_match_xla(x64, impl):
+    """Every conv_impl computes DARTS' ops as ``xla`` does: the depthwise convolutions and the
+    supernet on soft weights (all 8 ops, pools included); for ``xla-dense`` also its gradients
+    in theta and A (float64: many weight gradients are ~0 by BatchNorm's scale invariance, and
+    float32 noise would dominate them)."""
     x = jax.random.normal(_key(3), (2, 12, 12, 3))
     for kernel, stride, dilation, pad in ((3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 2), (5, 1, 2, 4)):
         ref = D.DepthwiseConv(kernel, stride, dilation, pad)
         v = ref.init(_key(), x)
-        safe = D.DepthwiseConv(kernel, stride, dilation, pad, D._Cfg(conv_impl="loop-safe"))
-        np.testing.assert_allclose(ref.apply(v, x), safe.apply(v, x), rtol=1e-5, atol=1e-5)
-    xs = jax.random.normal(_key(1), (2, 8, 8, 3))
-    w = D.one_hot(D.DARTS_V2)
-    variables = _supernet_vars(xs, w)
-    outs = [D.DartsSupernet(**TINY, conv_impl=impl).apply(variables, xs, w, train=False)
-            for impl in ("xla", "loop-safe")]
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+        other = D.DepthwiseConv(kernel, stride, dilation, pad, D._Cfg(conv_impl=impl))
+        np.testing.assert_allclose(ref.apply(v, x), other.apply(v, x), rtol=1e-5, atol=1e-5)
+    xs = jax.random.normal(_key(1), (2, 8, 8, 3), jnp.float64)
+    w = jax.nn.softmax(jax.random.normal(_key(2), (2, 14, 8), jnp.float64), axis=-1)
+    variables = _supernet_vars(xs, w, dtype=jnp.float64)
+
+    def loss(impl_, params, w_):
+        out, _ = D.DartsSupernet(**TINY, conv_impl=impl_, dtype=jnp.float64).apply(
+            {**variables, "params": params}, xs, w_, train=True, mutable=["batch_stats"])
+        return jnp.sum(out * jnp.arange(10.0))
+
+    if impl != "xla-dense":  # the CPU default: its gradients too; the others' outputs
+        np.testing.assert_allclose(loss("xla", variables["params"], w), loss(impl, variables["params"], w),
+                                   rtol=1e-12)
+        return
+    (l0, g0), (l1, g1) = (jax.value_and_grad(functools.partial(loss, i), argnums=(0, 1))(variables["params"], w)
+                          for i in ("xla", impl))
+    np.testing.assert_allclose(l0, l1, rtol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_separable_max_pool_equals_reduce_window(stride):
+    x = jax.random.normal(_key(5), (2, 9, 8, 3))
+    ref = lambda x_: D._max_pool_3x3(x_, stride, "xla")
+    sep = lambda x_: D._max_pool_3x3(x_, stride, "xla-dense")
+    np.testing.assert_array_equal(ref(x), sep(x))  # the max is exact
+    y, vjp_ref = jax.vjp(ref, x)
+    ct = jax.random.normal(_key(6), y.shape)
+    # no ties in random inputs: the same element of each window gets the cotangent
+    np.testing.assert_allclose(vjp_ref(ct)[0], jax.vjp(sep, x)[1](ct)[0], rtol=1e-6, atol=1e-6)
 
 
 def test_avg_pool_ignores_padding():
@@ -392,6 +422,27 @@ def test_cli_info_darts(capsys):
     assert f"{D.count_params(D.DARTS_V2, **TINY)} " in capsys.readouterr().out
 
 
+def test_flops_follow_the_ops_and_the_width(capsys):
+    small = dict(layers=3, image_size=8)
+    pools = D.Genotype([("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4, [2, 3, 4, 5],
+                       [("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4, [2, 3, 4, 5])
+    v2 = D.count_flops(D.DARTS_V2, channels=2, **small)
+    assert D.count_flops(pools, channels=2, **small) < v2
+    # pointwise convolutions grow as C^2, the rest as C: doubling C more than doubles the count
+    assert 2 * v2 < D.count_flops(D.DARTS_V2, channels=4, **small) < 4 * v2
+    assert cli.main(["info", "--space", "darts", "--genotype", "DARTS_V2", "--channels", "2",
+                     "--layers", "3", "--flops"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("FLOPs"))
+    assert f"{D.count_flops(D.DARTS_V2, channels=2, layers=3) / 1e6:.1f} M" in line
+
+
+def test_cli_info_takes_a_genotype_file(tmp_path, capsys):
+    f = tmp_path / "g.txt"
+    f.write_text(V2_TEXT + "\n")
+    assert cli.main(["info", "--space", "darts", "--genotype", str(f)]) == 0
+    assert "3349342 (3.349342 M)" in capsys.readouterr().out
+
+
 def _err(capsys, argv):
     with pytest.raises(SystemExit) as e:
         raise SystemExit(cli.main(argv))
@@ -408,6 +459,8 @@ def _err(capsys, argv):
      "op 'none'"),
     (["info", "--space", "darts", "--genotype", "DARTS_V2", "--layers", "0"], "--layers must be > 0"),
     (["info", "--space", "nb201"], "needs --arch"),
+    (["info", "--arch", "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--flops"],
+     "--flops is for --space darts"),
 ])
 def test_cli_info_darts_errors(capsys, argv, match):
     assert match in _err(capsys, argv)

@@ -6,6 +6,7 @@ One module, so that its tests share one compilation of the smallest DARTS supern
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -63,8 +64,13 @@ def test_darts_space_defaults_and_errors():
         search.SearchConfig(step_impl="staged").validate()
     with pytest.raises(ValueError, match="step_impl='staged'"):
         search.SearchConfig(space="darts", step_impl="staged", loop="scan").validate()
-    with pytest.raises(ValueError, match="conv_impl must be"):
-        search.SearchConfig(conv_impl="xla-shift").validate()
+    with pytest.raises(ValueError, match="conv_impl for space 'nb201'"):
+        search.SearchConfig(conv_impl="xla-dense").validate()
+    with pytest.raises(ValueError, match="conv_impl for space 'darts'"):
+        search.SearchConfig(space="darts", conv_impl="fast").validate()
+    # conv_impl='auto' is resolved, so configs and result files record what ran
+    assert search.SearchConfig().conv_impl == "xla"
+    assert cfg.conv_impl == ("xla-dense" if jax.default_backend() == "cpu" else "xla")
     assert search.resolve_step_impl(dataclasses.replace(cfg, loop="scan")) == "one-program"
     assert search.resolve_step_impl(dataclasses.replace(cfg, loop="host")) == "staged"
 
@@ -90,3 +96,48 @@ def test_darts_search_saves_a_genotype_that_train_accepts(tmp_path, capsys):
         assert "degenerate" not in r and len(r["alpha_star"]) == 2
     for ref, seed in ((str(out), 0), (f"{out}#1", 1)):  # the training command takes the file back
         assert train.parse_architecture(genotype=ref).text == res["seeds"][seed]["arch"]
+
+
+def _darts_search_script():
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        import darts_search
+    finally:
+        sys.path.pop(0)
+    return darts_search
+
+
+def test_penalty_active_fraction():
+    ds = _darts_search_script()
+    s = [50.0, 150.0, 120.0]
+    assert ds.penalty_active_frac(s, 100.0, "fixed") == pytest.approx(2 / 3)
+    # adaptive: nu_t = mean(100, s_1..s_{t-1}) = 100, 75, 100 -> active at steps 2 and 3
+    assert ds.penalty_active_frac(s, 100.0, "adaptive") == pytest.approx(2 / 3)
+    assert ds.penalty_active_frac(s, 40.0, "adaptive") == pytest.approx(1.0)
+
+
+def test_darts_search_script_writes_both_variants_and_resumes(tmp_path, capsys):
+    """experiments/darts_search.py at DARTS_TINY's sizes (the staged programs compiled above are
+    reused): FIX, ADA and the mu=0 reference, genotype files, and a rerun that resumes."""
+    from nasi_jax.spaces import darts
+    ds = _darts_search_script()
+    out, hist = tmp_path / "d.json", tmp_path / "h.npz"
+    args = ["--steps", "2", "--batch-size", "2", "--channels", "2", "--cells", "1", "--image-size", "8",
+            "--output", str(out), "--history", str(hist)]
+    assert ds.main(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res["variants"]) == {"NASI-FIX", "NASI-ADA", "trace-only (mu=0)"}
+    assert res["config"]["space"] == "darts" and res["config"]["steps"] == 2 and len(res["s"]["history"]) == 2
+    assert "versions" in res and res["search_time_s"] > 0
+    for name, v in res["variants"].items():
+        assert 0.0 <= v["penalty_active_frac"] <= 1.0
+        g = darts.parse_genotype(v["genotype"])
+        assert v["params_eval_network"] == darts.count_params(g, channels=36, layers=20)
+    for tag, name in (("fix", "NASI-FIX"), ("ada", "NASI-ADA")):
+        assert (tmp_path / f"d_{tag}.txt").read_text().strip() == res["variants"][name]["genotype"]
+    capsys.readouterr()
+    assert ds.main(args) == 0  # all steps are in the history: nothing is recomputed
+    assert "resuming at step 2/2" in capsys.readouterr().err
+    assert json.loads(out.read_text())["variants"] == res["variants"]

@@ -437,25 +437,32 @@ class _Cfg(NamedTuple):
     conv_impl: str = "xla"
 
 
-CONV_IMPLS = ("auto", "xla", "xla-shift", "loop-safe")
+CONV_IMPLS = ("auto", "xla", "xla-dense", "xla-shift", "loop-safe")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-    """``auto`` -> ``xla-shift`` on CPU, ``xla`` elsewhere; other names are checked and returned.
+    """``auto`` -> ``xla-dense`` on CPU, ``xla`` elsewhere; other names are checked and returned.
 
-    * ``xla``: every convolution by ``lax.conv_general_dilated``;
-    * ``xla-shift``: the same, except depthwise convolutions, computed as sums of shifted
-      products (:class:`DepthwiseConv`). XLA:CPU runs a depthwise convolution's kernel
-      gradient as a dense ``C x C`` convolution: measured on 2 CPU cores, forward+backward of
-      ``dil_conv_5x5``'s depthwise part at ``[64, 32, 32, 16]`` took 186 ms with ``xla``
-      and 59 ms shifted;
+    * ``xla``: every convolution by ``lax.conv_general_dilated``, depthwise ones with
+      ``feature_group_count=C``, max pooling by ``lax.reduce_window``;
+    * ``xla-dense``: the same, except depthwise convolutions, computed as dense ``C -> C``
+      convolutions whose kernel is zero off the diagonal, and 3x3 max pooling, computed as
+      separable maxima (:func:`_max_pool_3x3`). XLA:CPU runs grouped convolutions slowly:
+      measured on 2 CPU cores at ``[64, 32, 32, 16]``, the depthwise 3x3 took 19 ms forward
+      and 23 ms for its VJP grouped, 1.5 ms and 4.6 ms dense (5x5 dilated: 73/77 ms against
+      4.8/9.9 ms), for C times the multiply-adds. The staged DARTS search step
+      (:mod:`nasi_jax.staged`) ran 6-7x faster per cell;
+    * ``xla-shift``: as ``xla``, except depthwise convolutions, computed as sums of shifted
+      products (:class:`DepthwiseConv`): fast forward, slow derivatives for 5x5 kernels;
     * ``loop-safe``: as ``xla-shift`` and the other convolutions by :mod:`nasi_jax.conv`
       (fast inside XLA:CPU loops; reverse-mode derivatives only).
+
+    All compute the same function (``tests/test_darts.py::test_conv_impls_match_xla``).
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
     if conv_impl == "auto":
-        return "xla-shift" if jax.default_backend() == "cpu" else "xla"
+        return "xla-dense" if jax.default_backend() == "cpu" else "xla"
     return conv_impl
 
 
@@ -482,7 +489,9 @@ class DepthwiseConv(nn.Module):
     Kernel ``[k, k, 1, C]`` (PyTorch ``groups=C``: ``C k^2`` parameters).
     ``y[b,h,w,c] = sum_{i,j} xpad[b, s h + d i, s w + d j, c] * K[i, j, 0, c]``; with
     ``conv_impl`` ``'xla-shift'`` or ``'loop-safe'`` it is computed literally so (shifted slices, products and sums,
-    whose derivatives XLA:CPU runs fast inside loops), else by ``lax.conv_general_dilated``.
+    whose derivatives XLA:CPU runs fast inside loops), with ``'xla-dense'`` as a dense convolution
+    with the kernel ``K[i, j, 0, c] [c == c']`` (``C`` times the multiply-adds, but XLA:CPU's fast
+    path), else by ``lax.conv_general_dilated`` with ``feature_group_count=C``.
     """
 
     kernel: int
@@ -496,10 +505,15 @@ class DepthwiseConv(nn.Module):
         C, k, s, d, p = x.shape[-1], self.kernel, self.stride, self.dilation, self.padding
         w = self.param("kernel", _nb201._kernel_init(self.cfg.init_scheme), (k, k, 1, C), self.cfg.dtype)
         x = x.astype(self.cfg.dtype)
-        if resolve_conv_impl(self.cfg.conv_impl) == "xla":
+        impl = resolve_conv_impl(self.cfg.conv_impl)
+        if impl in ("xla", "xla-dense"):
+            if impl == "xla-dense":  # [k, k, 1, C] -> [k, k, C, C], zero off the diagonal
+                w, groups = w[:, :, 0, :, None] * jnp.eye(C, dtype=w.dtype), 1
+            else:
+                groups = C
             return jax.lax.conv_general_dilated(x, w, (s, s), ((p, p), (p, p)), rhs_dilation=(d, d),
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                                feature_group_count=C)
+                                                feature_group_count=groups)
         H, W = x.shape[1], x.shape[2]
         ho, wo = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
         xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
@@ -592,6 +606,22 @@ def _avg_pool_3x3(x, stride: int):
     return summed * jnp.asarray(1.0 / np.outer(rows, cols), x.dtype)[None, :, :, None]
 
 
+def _max_pool_3x3(x, stride: int, impl: str):
+    """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'``: as two 3-tap maxima,
+    rows then columns (the same values; its gradient takes the same path except at ties,
+    where ``jnp.maximum`` splits it), else ``lax.reduce_window``, whose gradient XLA:CPU runs
+    as a slow select-and-scatter: at ``[64, 32, 32, 16]`` stride 1, forward+backward took
+    31 ms that way and 2 ms separated (2 CPU cores)."""
+    if impl != "xla-dense":
+        return nn.max_pool(x, (3, 3), (stride, stride), padding=((1, 1), (1, 1)))
+    s, (h, w) = stride, x.shape[1:3]
+    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    r = jnp.maximum(jnp.maximum(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s]), xp[:, 2:s * (ho - 1) + 3:s])
+    return jnp.maximum(jnp.maximum(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s]),
+                       r[:, :, 2:s * (wo - 1) + 3:s])
+
+
 class Op(nn.Module):
     """One DARTS op by name on ``C`` channels (module docstring); ``search=True`` follows the
     pools by a BN without affine parameters, as DARTS' supernet does."""
@@ -610,7 +640,7 @@ class Op(nn.Module):
             return jnp.zeros_like(x[:, ::s, ::s, :])
         if op in ("max_pool_3x3", "avg_pool_3x3"):
             if op == "max_pool_3x3":
-                y = nn.max_pool(x, (3, 3), (s, s), padding=((1, 1), (1, 1)))
+                y = _max_pool_3x3(x, s, resolve_conv_impl(self.cfg.conv_impl))
             else:
                 y = _avg_pool_3x3(x, s)
             return _bn(y, train, self.cfg.dtype, affine=False) if self.search else y
@@ -734,9 +764,8 @@ class DartsSupernet(nn.Module):
             ``arch_weights`` is then ignored and may be None). None: the supernet.
         init_scheme: 'pytorch' (default) or 'flax'.
         dtype: parameter and computation dtype.
-        conv_impl: 'auto' (default), 'xla', 'xla-shift' or 'loop-safe' (:func:`resolve_conv_impl`;
-            :mod:`nasi_jax.conv`; depthwise convs are then
-            computed as sums of shifted products).
+        conv_impl: 'auto' (default), 'xla', 'xla-dense', 'xla-shift' or 'loop-safe'
+            (:func:`resolve_conv_impl`: the same function, computed in ways of different speed).
 
     ``__call__(x [B,H,W,3], arch_weights, train) -> logits [B, K]`` with ``arch_weights``
     ``(normal [14, 8], reduce [14, 8])`` (a pair, a dict with those keys, or ``[2, 14, 8]``);
@@ -917,6 +946,36 @@ def count_params(genotype: Genotype | str, *, channels: int = 36, layers: int = 
     if auxiliary:
         n += _count_aux_head(4 * len(g.reduce_concat) * channels, num_classes)
     return n
+
+
+def count_flops(genotype: Genotype | str, *, channels: int = 36, layers: int = 20,
+                num_classes: int = 10, image_size: int = 32) -> float:
+    """FLOPs of one :class:`NetworkCIFAR` forward pass for one image (inference mode, without
+    the auxiliary head), as XLA's cost analysis counts them: a multiply-add is 2 FLOPs, and
+    BatchNorm, ReLU and pooling count too. The convolutions run as ``conv_impl='xla'`` (grouped
+    depthwise, the literature's count), whatever the backend. Compiles the forward pass once
+    per argument set (seconds; cached).
+
+    Example:
+        >>> pools = Genotype([("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4, [2, 3, 4, 5],
+        ...                  [("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4, [2, 3, 4, 5])
+        >>> count_flops(DARTS_V2, channels=2, layers=3, image_size=8) > count_flops(
+        ...     pools, channels=2, layers=3, image_size=8)
+        True
+    """
+    return _count_flops(parse_genotype(genotype), channels, layers, num_classes, image_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_flops(g: Genotype, channels: int, layers: int, num_classes: int, image_size: int) -> float:
+    net = NetworkCIFAR(g, channels, layers, num_classes, auxiliary=False, conv_impl="xla")
+    x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    variables = jax.eval_shape(lambda k: net.init(k, jnp.zeros(x.shape), train=False), jax.random.PRNGKey(0))
+    cost = jax.jit(lambda v, x_: net.apply(v, x_, train=False)).lower(variables, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    if not cost or "flops" not in cost:
+        raise RuntimeError(f"XLA's cost analysis gave no FLOP count on backend {jax.default_backend()!r}")
+    return float(cost["flops"])
 
 
 def _n_params(tree) -> int:
