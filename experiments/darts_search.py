@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--conv-impl", default="xla-dense", choices=("xla", "xla-dense", "xla-shift"),
                    help="xla-dense (default): depthwise convolutions as dense ones with a diagonal kernel, "
-                        "about 7x faster per step on CPU than xla (nasi_jax.spaces.darts.resolve_conv_impl)")
+                        "5-7x faster per step on CPU than xla (nasi_jax.spaces.darts.resolve_conv_impl)")
     p.add_argument("--output", default="docs/runs/darts_search.json")
     p.add_argument("--history", default="runs/darts_search/history.npz")
     args = p.parse_args(argv)

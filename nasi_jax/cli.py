@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--conv-impl", choices=("auto", "xla", "xla-dense", "xla-shift", "loop-safe"),
                    default="auto",
                    help="the supernet's convolutions; auto: xla for nb201; for darts xla-dense on CPU "
-                   "(depthwise convolutions as dense ones with a diagonal kernel, about 7x faster "
+                   "(depthwise convolutions as dense ones with a diagonal kernel, 5-7x faster "
                    "per step there) and xla elsewhere; xla-shift: depthwise as shifted products; "
                    "loop-safe needs --grad-mode rev-rev")
     s.add_argument("--step-impl", choices=("auto", "one-program", "staged"), default="auto",

@@ -121,8 +121,8 @@ class SearchConfig:
             ``xla-dense`` (depthwise convolutions as dense ones with a diagonal kernel, max
             pooling as separable maxima) or ``xla-shift`` (depthwise convolutions as shifted
             products); :func:`nasi_jax.spaces.darts.resolve_conv_impl`. ``auto`` (default)
-            becomes ``xla`` for NB201 and, for DARTS, ``xla-dense`` on CPU (about 7x faster
-            per step than ``xla`` there) and ``xla`` elsewhere.
+            becomes ``xla`` for NB201 and, for DARTS, ``xla-dense`` on CPU (5-7x faster per
+            step than ``xla`` there, docs/darts.md) and ``xla`` elsewhere.
         step_impl: ``one-program`` (the step is one compiled program) or ``staged`` (DARTS,
             host loop: the same ``(s, grad_A s)`` computed cell by cell by
             :mod:`nasi_jax.staged`, so that no program is larger than one cell; XLA:CPU ran out

@@ -610,8 +610,8 @@ def _max_pool_3x3(x, stride: int, impl: str):
     """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'``: as two 3-tap maxima,
     rows then columns (the same values; its gradient takes the same path except at ties,
     where ``jnp.maximum`` splits it), else ``lax.reduce_window``, whose gradient XLA:CPU runs
-    as a slow select-and-scatter: at ``[64, 32, 32, 16]`` stride 1, forward+backward took
-    31 ms that way and 2 ms separated (2 CPU cores)."""
+    as a slow select-and-scatter: at ``[64, 32, 32, 16]`` stride 1, the VJP (forward
+    included) took 29 ms that way and 1.7 ms separated (2 CPU cores)."""
     if impl != "xla-dense":
         return nn.max_pool(x, (3, 3), (stride, stride), padding=((1, 1), (1, 1)))
     s, (h, w) = stride, x.shape[1:3]
@@ -952,8 +952,9 @@ def count_flops(genotype: Genotype | str, *, channels: int = 36, layers: int = 2
                 num_classes: int = 10, image_size: int = 32) -> float:
     """FLOPs of one :class:`NetworkCIFAR` forward pass for one image (inference mode, without
     the auxiliary head), as XLA's cost analysis counts them: a multiply-add is 2 FLOPs, and
-    BatchNorm, ReLU and pooling count too. The convolutions run as ``conv_impl='xla'`` (grouped
-    depthwise, the literature's count), whatever the backend. Compiles the forward pass once
+    BatchNorm, ReLU and pooling count too. The convolutions run as ``conv_impl='xla'``
+    whatever the backend, so a depthwise convolution counts its ``k^2 C H W`` multiply-adds
+    (grouped), not the C-times larger count of ``xla-dense``. Compiles the forward pass once
     per argument set (seconds; cached).
 
     Example:
