@@ -71,15 +71,3 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", prev)
-
-
-# The longest modules first: with `pytest -n 2 --dist loadfile` (the README's command) each
-# module goes whole to one worker in collection order, so a long module collected last runs
-# alone at the end. test_search_darts.py (one ~5-min staged compile) finished alone for about
-# 5 minutes of a 13.5-minute fresh-clone run when it came last.
-_LONGEST_FIRST = ("test_search_darts.py", "test_search.py", "test_score.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a module kept
