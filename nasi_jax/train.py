@@ -1004,12 +1004,13 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
     accs = [r[key] for r in history]
     best = int(np.argmax(accs))
     n_params, n_with_aux = param_counts(cfg, arch)
+    net = _model(cfg, arch)[0]
     result = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": _config_dict(cfg), "seed": int(seed), "versions": versions(),
         "space": arch.space, "architecture": arch.text,
-        # how the convolutions ran (the same function either way: darts.resolve_conv_impl)
-        "conv_impl": darts.resolve_conv_impl("auto") if arch.space == "darts" else "xla",
+        # how the network's convolutions ran (the same function either way)
+        "conv_impl": darts.resolve_conv_impl(net.conv_impl) if arch.space == "darts" else net.conv_impl,
         "params": n_params, "params_with_aux": n_with_aux,
         "data": {"source": data_source if data is None else "arrays", "data_dir": None if data_dir is None
                  else os.fspath(data_dir), "n_train": n_train, f"n_{cfg.eval_split}": n_eval,

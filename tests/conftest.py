@@ -37,6 +37,17 @@ def data_path(*parts: str) -> pathlib.Path:
     return p
 
 
+def import_experiment(name: str):
+    """The module of ``experiments/<name>.py`` (the scripts are not a package)."""
+    import importlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Free every compiled program after each test module.

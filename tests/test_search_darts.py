@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import import_experiment
 from nasi_jax import cli, search
 
 
@@ -98,19 +99,8 @@ def test_darts_search_saves_a_genotype_that_train_accepts(tmp_path, capsys):
         assert train.parse_architecture(genotype=ref).text == res["seeds"][seed]["arch"]
 
 
-def _darts_search_script():
-    import pathlib
-    import sys
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-    try:
-        import darts_search
-    finally:
-        sys.path.pop(0)
-    return darts_search
-
-
 def test_penalty_active_fraction():
-    ds = _darts_search_script()
+    ds = import_experiment("darts_search")
     s = [50.0, 150.0, 120.0]
     assert ds.penalty_active_frac(s, 100.0, "fixed") == pytest.approx(2 / 3)
     # adaptive: nu_t = mean(100, s_1..s_{t-1}) = 100, 75, 100 -> active at steps 2 and 3
@@ -122,7 +112,7 @@ def test_darts_search_script_writes_both_variants_and_resumes(tmp_path, capsys):
     """experiments/darts_search.py at DARTS_TINY's sizes (the staged programs compiled above are
     reused): FIX, ADA and the mu=0 reference, genotype files, and a rerun that resumes."""
     from nasi_jax.spaces import darts
-    ds = _darts_search_script()
+    ds = import_experiment("darts_search")
     out, hist = tmp_path / "d.json", tmp_path / "h.npz"
     args = ["--steps", "2", "--batch-size", "2", "--channels", "2", "--cells", "1", "--image-size", "8",
             "--output", str(out), "--history", str(hist)]

@@ -3,8 +3,6 @@ and the experiment scripts at tiny settings. Float64 throughout (exact compariso
 
 import importlib.util
 import json
-import pathlib
-import sys
 
 import pytest
 
@@ -15,13 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conftest import data_path
+from conftest import data_path, import_experiment
 from nasi_jax import ntk
 from nasi_jax.nt_compat import empirical_ntk_trace, import_neural_tangents
 from nasi_jax.theory import agnostic, inputs, kernels, spaces, training
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
 
 pytestmark = pytest.mark.usefixtures("x64")  # conftest: float64 for each test
 
@@ -200,12 +195,7 @@ def test_mlp_ntk_diagonal_depends_only_on_the_input_norm():
 
 
 def _run(script, args, capsys):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        mod = __import__(script)
-        mod.main(args)
-    finally:
-        sys.path.pop(0)
+    import_experiment(script).main(args)
     return capsys.readouterr().out.strip().splitlines()
 
 
@@ -223,11 +213,7 @@ def test_theory_width_script_ends_with_the_summary_line(tmp_path, capsys):
 
 
 def test_theory_width_quick_mode_ends_with_slope_and_rank_corr(capsys, monkeypatch):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import theory_width
-    finally:
-        sys.path.pop(0)
+    theory_width = import_experiment("theory_width")
     # the --quick path with smaller settings than the real ones (about 40 s)
     monkeypatch.setattr(theory_width, "QUICK", dict(spaces="mlp", archs=3, widths={"mlp": "8,32,128"},
                                                     seeds=1, examples=3))
