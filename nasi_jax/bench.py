@@ -231,6 +231,13 @@ class NB201Table:
             out[short] = float(self.columns[col][i])
         return out
 
+    def rank(self, arch: int | str, metric: str = "cifar10_test") -> int:
+        """Rank of a cell among all rows of the table by ``metric`` (1 = best): one plus the
+        number of cells with a strictly higher value, so tied cells share the best rank."""
+        i = self.lookup(arch)["index"]
+        values = self.column(metric)
+        return int(np.sum(values > values[i])) + 1
+
     def column(self, name: str) -> np.ndarray:
         """The (read-only) array of a column; a short METRICS name is accepted too."""
         col = METRICS.get(name, name)
@@ -510,31 +517,46 @@ def format_table(
 ) -> str:
     """Plain-text, fixed-width table of search results, one line per seed.
 
-    ``rows`` are dicts with ``seed``, ``arch`` and optionally ``benchmark`` (a
-    :meth:`NB201Table.lookup` result).  If at least one row has benchmark results the
-    four accuracies (percent, 2 decimals) follow the arch column (``-`` where a row has
-    none) and a final ``mean ± std`` line is printed from ``summary`` (computed from the
-    rows with benchmark results when ``summary`` is None).  Without any benchmark results
-    only the seed and arch columns are printed.
+    ``rows`` are dicts with ``seed``, ``arch``, optionally the cell's size (``params_M``:
+    millions of parameters; ``flops_M``: millions of multiply-adds per image) and optionally
+    ``benchmark`` (a :meth:`NB201Table.lookup` result, with ``rank_cifar10_test`` and
+    ``table_rows`` when known). If at least one row has benchmark results the four
+    accuracies (percent, 2 decimals) and the CIFAR-10 test rank follow (``-`` where a row
+    has none) and a final ``mean ± std`` line is printed from ``summary`` (computed from the
+    rows with benchmark results when ``summary`` is None).
     """
     rows = list(rows)
     with_bench = any(r.get("benchmark") for r in rows)
-    header = ["seed", "arch"]
-    body = [[str(r.get("seed", "")), str(r.get("arch", ""))] for r in rows]
+    sizes = [(k, h) for k, h in (("params_M", "params (M)"), ("flops_M", "FLOPs (M MAC)"))
+             if any(r.get(k) is not None for r in rows)]
+    header = ["seed", "arch"] + [h for _, h in sizes]
+    body = [[str(r.get("seed", "")), str(r.get("arch", ""))]
+            + [f"{r[k]:.3f}" if r.get(k) is not None else "-" for k, _ in sizes] for r in rows]
     footer = None
     if with_bench:
-        header += [_METRIC_HEADERS[m] for m in METRICS]
+        with_rank = any((r.get("benchmark") or {}).get("rank_cifar10_test") for r in rows)
+        header += [_METRIC_HEADERS[m] for m in METRICS] + (["C10 test rank"] if with_rank else [])
         for cells, r in zip(body, rows):
             b = r.get("benchmark")
             cells += [f"{float(b[m]):.2f}" if b else "-" for m in METRICS]
+            if with_rank:
+                cells.append(f"{b['rank_cifar10_test']}/{b['table_rows']}"
+                             if b and b.get("rank_cifar10_test") else "-")
         if summary is None:
             summary = summarize_lookups([r["benchmark"] for r in rows if r.get("benchmark")])
         if summary:
             n = next(iter(summary.values())).get("n", "")
             footer = ["mean ± std", f"(n={n})" if n != "" else ""]
+            for k, _ in sizes:
+                vals = [r[k] for r in rows if r.get(k) is not None and r.get("benchmark")]
+                footer.append(f"{np.mean(vals):.3f}" if vals else "-")
             for m in METRICS:
                 s = summary.get(m)
                 footer.append(f"{s['mean']:.2f} ± {s['std']:.2f}" if s else "-")
+            if with_rank:
+                ranks = [r["benchmark"]["rank_cifar10_test"] for r in rows
+                         if r.get("benchmark") and r["benchmark"].get("rank_cifar10_test")]
+                footer.append(f"median {int(np.median(ranks))}" if ranks else "-")
 
     table = [header] + body + ([footer] if footer else [])
     widths = [max(len(line[j]) for line in table) for j in range(len(header))]

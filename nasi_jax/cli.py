@@ -31,9 +31,6 @@ import numpy as np
 
 __all__ = ["main", "build_parser", "versions", "write_json_atomic"]
 
-DEFAULT_MU = 2.0
-DEFAULT_NU = 100.0
-
 
 def versions() -> dict[str, str]:
     """Versions of python and the numerical stack (recorded in every result file)."""
@@ -127,53 +124,78 @@ def _setup_scale(args):
     return local[:n] if n > 1 else None
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` where a flag has a default of its own (not the preset's)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasi", description="NASI: neural architecture search at "
                                 "initialisation (JAX/Flax).")
     sub = p.add_subparsers(dest="command", required=True)
 
+    from nasi_jax import presets
+    dflt = presets.resolve(None, "nb201")
+
+    def pre(field, what):  # help text: where the default comes from
+        return f"{what} (default: the preset's; {dflt['preset']}: {dflt[field]})"
+
     s = sub.add_parser("search", help="run NASI (Algorithm 1) for one or more seeds",
                        description="Run NASI on a search space for S seeds in one compiled call. "
-                       "Default: the data-agnostic setting (Gaussian inputs, random labels).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "Every search value comes from a preset (--preset; `nasi presets` lists them); "
+                       "a flag overrides one value. Without --preset: for nb201 the values chosen on "
+                       "CIFAR-10 validation accuracy for the data mode given (--data; default: random, "
+                       "Gaussian inputs and random labels, no files), for darts the paper's.",
+                       epilog="presets: " + "; ".join(f"{n}: {p.summary}" for n, p in presets.PRESETS.items()),
+                       formatter_class=_DefaultsFormatter)
     s.add_argument("--space", choices=("nb201", "darts"), default="nb201",
                    help="search space: nb201 (alpha [6, 5]) or darts (normal and reduction cell, "
                    "alpha [2, 14, 8]; prints and saves the genotype)")
+    s.add_argument("--preset", metavar="NAME", help="named set of every search value, one of: "
+                   + ", ".join(presets.PRESETS) + " (default: nb201 -> nb201-<data mode>, darts -> paper)")
     s.add_argument("--seeds", type=_positive_int("--seeds"), default=1,
                    help="number of seeds S; seeds FIRST_SEED .. FIRST_SEED+S-1")
     s.add_argument("--first-seed", type=int, default=0, help="first seed")
-    s.add_argument("--steps", type=_positive_int("--steps"), default=100, help="T, sampled architectures")
-    s.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64, help="b")
-    s.add_argument("--mu", type=float, default=DEFAULT_MU, help="penalty coefficient mu (eq. 13)")
-    s.add_argument("--nu", type=float, default=DEFAULT_NU, help="ceiling nu (fixed) or its start (adaptive)")
-    s.add_argument("--nu-mode", choices=("fixed", "adaptive"), default="fixed",
-                   help="NASI-FIX (fixed) or NASI-ADA (adaptive; the project's running-mean rule)")
-    s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
-    s.add_argument("--readout", choices=("auto", "argmax", "argmax-no-none", "darts"), default="auto",
-                   help="the cell from alpha*. nb201: per-edge argmax over all ops (argmax, the "
-                   "default) or over all but none; darts: DARTS' genotype read-out (darts, the only "
-                   "one: per edge the best op but none, per node the 2 strongest edges)")
-    s.add_argument("--soft", action="store_true", help="soft Gumbel-softmax samples instead of "
-                   "hard straight-through ones")
-    s.add_argument("--data", choices=("random", "random-labels", "real"), default="random",
+    s.add_argument("--steps", type=_positive_int("--steps"), help=pre("steps", "T, sampled architectures"))
+    s.add_argument("--batch-size", type=_positive_int("--batch-size"), help=pre("batch_size", "b"))
+    s.add_argument("--mu", type=float, help=pre("mu", "penalty coefficient mu (eq. 13)"))
+    s.add_argument("--nu", type=float, help=pre("nu", "ceiling nu (fixed) or its start (adaptive)"))
+    s.add_argument("--nu-mode", choices=("fixed", "adaptive"),
+                   help=pre("nu_mode", "the ceiling rule: NASI-FIX (fixed) or NASI-ADA (adaptive; the "
+                            "project's running-mean rule)"))
+    s.add_argument("--tau", type=float, help=pre("tau", "Gumbel-softmax temperature"))
+    s.add_argument("--readout", choices=("auto", "argmax", "argmax-no-none", "darts"),
+                   help=pre("readout", "the cell from alpha*. nb201: per-edge argmax over all ops "
+                            "(argmax) or over all but none (argmax-no-none); darts: DARTS' genotype "
+                            "read-out (darts, the only one: per edge the best op but none, per node the "
+                            "2 strongest edges)"))
+    s.add_argument("--soft", action="store_const", const=True, default=None,
+                   help="soft Gumbel-softmax samples instead of hard straight-through ones "
+                   "(default: the preset's; all presets use hard samples)")
+    s.add_argument("--data", choices=("random", "random-labels", "real"),
                    help="random: N(0,1) inputs + random labels; random-labels: CIFAR-10 images + "
-                   "random labels; real: CIFAR-10 with labels (NB201 cifar10-valid train half)")
+                   "random labels; real: CIFAR-10 with labels (NB201 cifar10-valid train half) "
+                   "(default: the preset's data mode, else random)")
     s.add_argument("--data-dir", help="folder with cifar10_train_jpeg.npz (or its parent), "
                    "or a tensorflow-datasets data_dir")
-    s.add_argument("--data-source", choices=("auto", "local", "tfds"), default="auto")
+    s.add_argument("--data-source", choices=("auto", "local", "binary", "tfds"), default="auto")
     s.add_argument("--split-file", help="NB201 cifar-split.txt (default: looked up beside the data)")
     s.add_argument("--benchmark", help="NB201 accuracy table (CSV, see docs/benchmark_table.md)")
     s.add_argument("--output", help="write the result as JSON here (atomically)")
-    s.add_argument("--init", dest="init_scheme", choices=("pytorch", "flax"), default="pytorch",
-                   help="weight initialisation (pytorch = the paper's scale for nu)")
-    s.add_argument("--bn-mode", choices=("train", "eval"), default="train",
-                   help="BatchNorm statistics while scoring")
-    s.add_argument("--channels", type=_positive_int("--channels"), default=16, help="C of the supernet")
+    s.add_argument("--init", dest="init_scheme", choices=("pytorch", "flax"),
+                   help=pre("init_scheme", "weight initialisation (pytorch = the paper's scale for nu)"))
+    s.add_argument("--bn-mode", choices=("train", "eval"),
+                   help=pre("bn_mode", "BatchNorm statistics while scoring"))
+    s.add_argument("--channels", type=_positive_int("--channels"), help=pre("channels", "C of the supernet"))
     s.add_argument("--cells", type=_positive_int("--cells"), default=None,
-                   help="N, (normal) cells per stage; default: 5 for nb201, 2 for darts (DARTS' "
-                   "8-cell search network: 3N+2 cells)")
-    s.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
-                   help="input size for --data random (CIFAR-10 modes need 32)")
+                   help="N, (normal) cells per stage (default: the preset's; 5 for nb201, 2 for darts, "
+                   "DARTS' 8-cell search network: 3N+2 cells)")
+    s.add_argument("--image-size", type=_positive_int("--image-size"),
+                   help=pre("image_size", "input size for --data random (CIFAR-10 modes need 32)"))
     s.add_argument("--conv-impl", choices=("auto", "xla", "xla-dense", "xla-shift", "loop-safe"),
                    default="auto",
                    help="the supernet's convolutions; auto: xla for nb201; for darts xla-dense on CPU "
@@ -211,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="examples in the batch shared by all cells")
     c.add_argument("--data", choices=("random", "random-labels", "real"), default="random")
     c.add_argument("--data-dir", help="CIFAR-10 folder for --data real/random-labels")
-    c.add_argument("--data-source", choices=("auto", "local", "tfds"), default="auto")
+    c.add_argument("--data-source", choices=("auto", "local", "binary", "tfds"), default="auto")
     c.add_argument("--split-file", help="NB201 cifar-split.txt (default: looked up beside the data)")
     c.add_argument("--benchmark", help="NB201 accuracy table: the index column is then the NB201 "
                    "index and 'all' follows its order (else the index is the cell code)")
@@ -222,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-size", type=_positive_int("--image-size"), default=32)
     c.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=None,
                    help="Jacobian rows per VJP batch for --proxy ntk_trace")
-    c.add_argument("--mu", type=float, default=DEFAULT_MU,
+    from nasi_jax.score import ScoreConfig
+    c.add_argument("--mu", type=float, default=ScoreConfig.mu,
                    help="penalty coefficient mu of --proxy nasi_objective (eq. 13)")
-    c.add_argument("--nu", type=float, default=DEFAULT_NU, help="ceiling nu of --proxy nasi_objective")
+    c.add_argument("--nu", type=float, default=ScoreConfig.nu,
+                   help="ceiling nu of --proxy nasi_objective (the paper preset's)")
     c.add_argument("--conv-impl", choices=("auto", "xla", "loop-safe"), default="auto")
     c.add_argument("--workers", type=_positive_int("--workers"), default=2, help="cells in flight")
     _add_scale_args(c, "cells")
@@ -254,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--flops", action="store_true",
                    help="darts: also print the forward pass's FLOPs per image from XLA's cost analysis "
                    "(compiles the network: seconds to a minute)")
+
+    r = sub.add_parser("presets", help="list the named search presets (every search value and "
+                       "where it came from)")
+    r.add_argument("name", nargs="?", help="one preset (default: all)")
+    r.add_argument("--markdown", action="store_true", help="all presets as a Markdown table "
+                   "(docs/presets.md is this output)")
 
     from nasi_jax import train
     train.add_parser(sub)
@@ -336,6 +366,46 @@ def _check_writable(path: str) -> None:
         raise ValueError(f"cannot write --output {path!r}: {e.strerror or e}") from None
 
 
+def _search_config(args):
+    """The SearchConfig of ``nasi search``'s arguments: the preset's values, flags override."""
+    from nasi_jax import search
+    given = dict(space=args.space, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                 mu=args.mu, nu=args.nu, nu_mode=args.nu_mode, tau=args.tau, readout=args.readout,
+                 hard=None if args.soft is None else not args.soft, data=args.data,
+                 channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
+                 init_scheme=args.init_scheme, bn_mode=args.bn_mode)
+    return search.SearchConfig(**given, conv_impl=args.conv_impl, step_impl=args.step_impl,
+                               grad_mode=args.grad_mode, seed_batching=args.seed_batching).validate()
+
+
+def _seed_row(space_name, space, res, k, table):
+    """One seed's result: the cell, its size, its history, and its benchmark entry."""
+    seed, arch, ops = res.seeds[k], res.arch_strs[k], res.ops[k]
+    h = {name: res.history[name][k] for name in ("s", "R", "nu", "grad_norm")}
+    row = {"seed": seed, "arch": arch, "ops": ops.tolist()}
+    if space_name == "darts":
+        # The literature's size: NetworkCIFAR, C=36, 20 cells, without the auxiliary head.
+        row["params_eval_network"] = space.count_params(arch, channels=36, layers=20)
+        row["params_M"] = row["params_eval_network"] / 1e6
+    else:  # NB201's evaluation network (C=16, N=5), the one the benchmark trained
+        row["degenerate"] = bool(space.is_degenerate(ops))
+        row["params_M"] = space.count_params(ops) / 1e6
+        row["flops_M"] = space.count_flops(ops) / 1e6
+    row |= {"alpha_star": res.alpha_star[k].round(6).tolist(),
+            "mean_trace_estimate": float(h["s"].mean()),
+            "penalty_active_frac": float(np.mean(h["s"] > h["nu"])),
+            "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
+    if table is not None:
+        from nasi_jax import bench
+        try:
+            row["benchmark"] = table.lookup(arch) | {"rank_cifar10_test": table.rank(arch),
+                                                     "table_rows": len(table)}
+        except bench.BenchmarkError as e:  # a partial table: keep the search result
+            row["benchmark"] = None
+            print(f"[nasi] warning: seed {seed}: {e}", file=sys.stderr)
+    return row
+
+
 def _cmd_search(args, argv: Sequence[str]) -> int:
     from nasi_jax import bench, data, search
     from nasi_jax.spaces import get_space
@@ -343,13 +413,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     if args.space == "darts" and args.benchmark:
         raise ValueError("--benchmark is an NB201 accuracy table; the DARTS space has no benchmark "
                          "table: train the genotype with `nasi train --genotype ...`")
-    cfg = search.SearchConfig(
-        space=args.space, steps=args.steps, batch_size=args.batch_size, mu=args.mu, nu=args.nu,
-        nu_mode=args.nu_mode, tau=args.tau, readout=args.readout, hard=not args.soft, data=args.data,
-        channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
-        init_scheme=args.init_scheme, conv_impl=args.conv_impl, step_impl=args.step_impl,
-        grad_mode=args.grad_mode,
-        bn_mode=args.bn_mode, seed_batching=args.seed_batching).validate()
+    cfg = _search_config(args)
     devices = _setup_scale(args)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     search.check_seeds(seeds)
@@ -357,49 +421,41 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
     table = bench.load_nb201_table(args.benchmark) if args.benchmark else None
     if args.output:
         _check_writable(args.output)
-    if args.data == "random" and (args.data_dir or args.split_file or args.data_source != "auto"):
+    if cfg.data == "random" and (args.data_dir or args.split_file or args.data_source != "auto"):
         print("[nasi] warning: --data random uses no files; --data-dir/--data-source/--split-file "
               "are ignored", file=sys.stderr)
     t_start = time.perf_counter()
-    images, labels = data.load_data_for_mode(args.data, args.data_dir, source=args.data_source,
+    images, labels = data.load_data_for_mode(cfg.data, args.data_dir, source=args.data_source,
                                              split_file=args.split_file)
     progress = not args.no_progress
     if progress:
-        print(f"[nasi] {len(seeds)} seed(s) x {cfg.steps} steps, batch {cfg.batch_size}, data "
-              f"{cfg.data}, mu {cfg.mu}, nu {cfg.nu} ({cfg.nu_mode}); compiling...", file=sys.stderr)
+        changed = cfg.preset_overrides()
+        print(f"[nasi] preset {cfg.preset}" + (f" with {', '.join(f'{k}={v}' for k, v in changed.items())}"
+                                               if changed else "")
+              + f": {len(seeds)} seed(s) x {cfg.steps} steps, batch {cfg.batch_size}, data {cfg.data}, "
+              f"mu {cfg.mu}, nu {cfg.nu} ({cfg.nu_mode}), tau {cfg.tau}, read-out {cfg.readout}; "
+              "compiling...", file=sys.stderr)
     res = search.run_search(cfg, seeds, images=images, labels=labels, progress=progress,
                             devices=devices, memory_budget=args.memory_budget)
     wall = time.perf_counter() - t_start
 
     space = get_space(args.space)
-    rows = []
-    for k, seed in enumerate(res.seeds):
-        h = {name: res.history[name][k] for name in ("s", "R", "nu", "grad_norm")}
-        active = float(np.mean(h["s"] > h["nu"]))
-        row = {"seed": seed, "arch": res.arch_strs[k], "ops": res.ops[k].tolist()}
-        if args.space == "darts":
-            # The literature's size: NetworkCIFAR, C=36, 20 cells, without the auxiliary head.
-            row["params_eval_network"] = space.count_params(res.arch_strs[k], channels=36, layers=20)
-        else:
-            row["degenerate"] = bool(space.is_degenerate(res.ops[k]))
-        row |= {"alpha_star": res.alpha_star[k].round(6).tolist(),
-               "mean_trace_estimate": float(h["s"].mean()),
-               "penalty_active_frac": active,
-               "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
-        if active > 0.5 and cfg.mu > 1:
-            print(f"[nasi] warning: seed {seed}: s > nu at {active:.0%} of the steps; with mu > 1 the "
-                  f"penalised objective then favours LOWER traces. Mean s was {h['s'].mean():.3g}; "
-                  f"consider --nu above it or --nu-mode adaptive.", file=sys.stderr)
-        if table is not None:
-            try:
-                row["benchmark"] = table.lookup(res.arch_strs[k])
-            except bench.BenchmarkError as e:  # a partial table: keep the search result
-                row["benchmark"] = None
-                print(f"[nasi] warning: seed {seed}: {e}", file=sys.stderr)
-        rows.append(row)
+    rows = [_seed_row(args.space, space, res, k, table) for k in range(len(res.seeds))]
+    for row in rows:
+        if row["penalty_active_frac"] > 0.5 and cfg.mu > 1:
+            print(f"[nasi] warning: seed {row['seed']}: s > nu at {row['penalty_active_frac']:.0%} of the "
+                  f"steps; with mu > 1 the penalised objective then favours LOWER traces. Mean s was "
+                  f"{row['mean_trace_estimate']:.3g}; consider --nu above it or --nu-mode adaptive.",
+                  file=sys.stderr)
     found = [r["benchmark"] for r in rows if r.get("benchmark")]
     summary = bench.summarize_lookups(found) if found else None
     print(bench.format_table(rows, summary))
+    if table is None and args.space == "nb201":
+        print("accuracies: add --benchmark DATA/nb201/nb201_accuracies.csv (NAS-Bench-201's table, "
+              "docs/benchmark_table.md), or look a cell up with: nasi info --space nb201 --arch 'ARCH' "
+              "--benchmark DATA/nb201/nb201_accuracies.csv")
+    elif args.space == "darts":
+        print("accuracy: train a genotype with nasi train --genotype RESULT.json#SEED (docs/darts.md)")
     per_step = res.run_time_s / (len(seeds) * cfg.steps)
     print(f"wall time {wall:.1f}s (compile {res.compile_time_s:.1f}s, search {res.run_time_s:.1f}s, "
           f"{per_step:.3f}s per step per seed)")
@@ -413,6 +469,7 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
                                                   "data_source": args.data_source,
                                                   "split_file": args.split_file,
                                                   "loop_used": res.loop},
+            "preset": res.config.preset_record(),
             "versions": versions(),
             "seeds": rows,
             "summary": summary,
@@ -423,6 +480,18 @@ def _cmd_search(args, argv: Sequence[str]) -> int:
         }
         write_json_atomic(args.output, result)
         print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from nasi_jax import presets
+    if args.markdown:
+        print(presets.markdown_table())
+        return 0
+    names = [args.name] if args.name else list(presets.PRESETS)
+    for n in names:
+        presets.get_preset(n)
+    print("\n\n".join(presets.describe(n) for n in names))
     return 0
 
 
@@ -467,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "presets":
+            return _cmd_presets(args)
         if args.command == "score":
             return _cmd_score(args, argv)
         if args.command == "train":

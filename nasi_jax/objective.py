@@ -13,6 +13,11 @@ is not available, so the rule here is **the project's own** (see the README's de
 i.e. the running mean of the initial ceiling and the traces seen so far, so the ceiling
 follows the scale of the space's traces. The state is a pytree (vmaps over seeds).
 
+This module is the one place that defines the ceiling rule: the search step, the staged
+DARTS step, :func:`nasi_jax.search.replay` and the experiments all use :func:`dR_ds`,
+:func:`current_nu` / :func:`nu_update` or :func:`ceiling_path`; presets
+(:mod:`nasi_jax.presets`) name the rule (``nu_mode``) and its ``nu``.
+
 Example:
     >>> import jax.numpy as jnp
     >>> st = nu_init(500.0)
@@ -32,7 +37,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["NU_MODES", "penalised", "NuState", "nu_init", "nu_update", "current_nu"]
+__all__ = ["NU_MODES", "penalised", "dR_ds", "NuState", "nu_init", "nu_update", "current_nu",
+           "ceiling_path"]
 
 NU_MODES = ("fixed", "adaptive")
 
@@ -40,6 +46,12 @@ NU_MODES = ("fixed", "adaptive")
 def penalised(s: jax.Array, mu: float, nu: jax.Array | float) -> jax.Array:
     """``R = s - mu * max(0, s - nu)`` (eq. 13)."""
     return s - mu * jnp.maximum(0.0, s - nu)
+
+
+def dR_ds(s: jax.Array, mu: float, nu: jax.Array | float) -> jax.Array:
+    """``dR/ds = 1 - mu [s > nu]``: the factor that turns ``grad_A s`` into ``grad_A R``."""
+    s = jnp.asarray(s)
+    return 1.0 - mu * (s > nu).astype(s.dtype)
 
 
 class NuState(NamedTuple):
@@ -68,3 +80,23 @@ def current_nu(state: NuState, mode: str) -> jax.Array:
     if mode == "adaptive":
         return state.total / state.count
     raise ValueError(f"unknown nu mode {mode!r}; choose one of {NU_MODES}")
+
+
+def ceiling_path(s: "jax.Array | list[float]", nu: float, mode: str) -> jax.Array:
+    """The ceilings ``nu_1 .. nu_T`` a search with this rule used, given its trace estimates
+    ``s [..., T]`` (``nu_t`` depends only on ``nu`` and ``s_1 .. s_{t-1}``); ``s > path`` marks
+    the steps where the penalty was active.
+
+    Example:
+        >>> [float(v) for v in ceiling_path([100.0, 200.0, 0.0], 500.0, "adaptive")]
+        [500.0, 300.0, 266.6666564941406]
+    """
+    s = jnp.asarray(s, jnp.float32)
+    lead = s.shape[:-1]
+
+    def body(state, s_t):
+        return nu_update(state, s_t), current_nu(state, mode)
+
+    init = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, lead), nu_init(nu))
+    _, path = jax.lax.scan(body, init, jnp.moveaxis(s, -1, 0))
+    return jnp.moveaxis(path, 0, -1)

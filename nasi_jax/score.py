@@ -60,7 +60,7 @@ import numpy as np
 
 from nasi_jax import conv as conv_lib
 from nasi_jax import data as data_lib
-from nasi_jax import proxies
+from nasi_jax import presets, proxies
 from nasi_jax.spaces import nb201
 
 __all__ = ["PROXIES", "Proxy", "ScoreConfig", "ScoreError", "TRACE_COUNT", "make_score_fn",
@@ -109,8 +109,8 @@ class ScoreConfig:
     conv_impl: str = "auto"
     chunk_size: int | None = None
     dtype: str = "float32"
-    mu: float = 2.0
-    nu: float = 100.0
+    mu: float = presets.PRESETS["paper"].values["mu"]
+    nu: float = presets.PRESETS["paper"].values["nu"]
 
     def validate(self) -> "ScoreConfig":
         if self.space != "nb201":

@@ -46,7 +46,7 @@ import numpy as np
 
 from nasi_jax import data as data_lib
 from nasi_jax import memory
-from nasi_jax import ntk, objective, relax
+from nasi_jax import ntk, objective, presets, relax
 from nasi_jax.spaces import darts, get_space, nb201
 
 __all__ = ["SearchConfig", "SearchResult", "Eq18State", "eq18_init", "eq18_update", "eq18_delta",
@@ -60,11 +60,8 @@ LOOPS = ("auto", "scan", "host")
 GRAD_MODES = ("fwd-rev", "rev-rev")
 STEP_IMPLS = ("auto", "one-program", "staged")
 READOUTS = ("argmax", "argmax-no-none", "darts")
-# Read-outs each space allows; the first is its default (``readout='auto'``).
+# Read-outs each space allows (the default is the preset's).
 SPACE_READOUTS = {"nb201": ("argmax", "argmax-no-none"), "darts": ("darts",)}
-# Default N (cells per stage) per space: NB201's N=5; DARTS' 8-cell search network is
-# 2 normal cells per stage plus the 2 reduction cells (``layers = 3 N + 2``).
-DEFAULT_CELLS = {"nb201": 5, "darts": 2}
 # Convolution implementations per space (``conv_impl='auto'`` resolves in SearchConfig).
 SPACE_CONV_IMPLS = {"nb201": ("xla", "loop-safe"), "darts": ("xla", "xla-dense", "xla-shift", "loop-safe")}
 
@@ -82,29 +79,36 @@ class NonFiniteScoreError(FloatingPointError):
 class SearchConfig:
     """Everything that defines a NASI search (hashable: it is a static jit argument).
 
+    Every search value left as ``None`` comes from a preset (:mod:`nasi_jax.presets`, the one
+    place that holds defaults): ``preset`` if given, else the default preset for ``space`` and
+    ``data`` (NB201: the values chosen on validation accuracy for that data mode; DARTS: the
+    paper's). Values given explicitly override the preset's. After construction every field
+    holds a concrete value, so a config (and every result file) records what ran.
+
     Attributes:
         space: search space name: ``nb201`` (architecture logits ``alpha [6, 5]``) or
             ``darts`` (``alpha [2, 14, 8]``: the normal and the reduction cell).
+        preset: the preset the defaults came from (``None``: the default one, recorded here).
         steps: T, number of sampled architectures / gradients.
         batch_size: b, examples per mini-batch.
         mu: penalty coefficient of eq. 13.
         nu: the ceiling (NASI-FIX) or its initial value (NASI-ADA).
-        nu_mode: ``fixed`` or ``adaptive`` (see :mod:`nasi_jax.objective`).
+        nu_mode: the ceiling rule, ``fixed`` or ``adaptive`` (:mod:`nasi_jax.objective`).
         tau: Gumbel-softmax temperature.
-        hard: straight-through hard samples (default) or soft samples.
+        hard: straight-through hard samples or soft samples.
         xi: radius of eq. 17-18 (scales alpha*; does not change the argmax).
-        readout: how the cell is read from ``alpha*`` (:func:`read_out`). NB201:
-            ``argmax`` (per edge, over all ops; the default) or ``argmax-no-none`` (per edge,
-            over all ops but ``none``). DARTS: ``darts`` (PAPER.md §7: per edge the best op
-            other than ``none``, per node the 2 incoming edges whose best ``alpha*`` is
-            largest). ``auto`` (the default) is the space's default.
+        readout: how the cell is read from ``alpha*`` (:func:`read_out`). NB201: ``argmax``
+            (per edge, over all ops) or ``argmax-no-none`` (per edge, over all ops but
+            ``none``). DARTS: ``darts`` (PAPER.md §7: per edge the best op other than
+            ``none``, per node the 2 incoming edges whose best ``alpha*`` is largest).
+            ``auto`` means the preset's.
+        objective: what the search maximises; ``nasi`` (eq. 13 on the estimate of eq. 12).
         data: ``random`` | ``random-labels`` | ``real`` (see :mod:`nasi_jax.data`).
-        channels, cells_per_stage, num_classes, image_size: supernet size. NB201: 16, 5, 10,
-            32. DARTS: 16, 2, 10, 32, where ``cells_per_stage`` N counts the normal cells of
-            a stage and the network has ``3 N + 2`` cells (DARTS' 8 with N=2). ``None``
-            (the default for ``cells_per_stage``) is the space's default.
-        init_scheme: ``pytorch`` (default, the scale of the paper's nu) or ``flax``.
-        bn_mode: ``train`` (batch statistics, default) or ``eval`` (running statistics).
+        channels, cells_per_stage, num_classes, image_size: supernet size. NB201 presets:
+            16, 5, 10, 32. DARTS: 16, 2, 10, 32, where ``cells_per_stage`` N counts the
+            normal cells of a stage and the network has ``3 N + 2`` cells (DARTS' 8 with N=2).
+        init_scheme: ``pytorch`` (the scale of the paper's nu) or ``flax``.
+        bn_mode: ``train`` (batch statistics) or ``eval`` (running statistics).
         seed_batching: how S seeds share one compiled program. ``map``: seeds one after
             another (``lax.map`` in the scan loop, a Python loop over the same compiled step
             in the host loop); ``vmap``: all seeds in one batched program; ``threads`` (host
@@ -121,32 +125,41 @@ class SearchConfig:
             ``xla-dense`` (depthwise convolutions as dense ones with a diagonal kernel, max
             pooling as separable maxima) or ``xla-shift`` (depthwise convolutions as shifted
             products); :func:`nasi_jax.spaces.darts.resolve_conv_impl`. ``auto`` (default)
-            becomes ``xla`` for NB201 and, for DARTS, ``xla-dense`` on CPU (5-7x faster per
-            step than ``xla`` there, docs/darts.md) and ``xla`` elsewhere.
+            becomes ``xla`` for NB201 and, for DARTS, ``xla-dense`` on CPU and ``xla``
+            elsewhere (docs/darts.md has the measurements).
         step_impl: ``one-program`` (the step is one compiled program) or ``staged`` (DARTS,
             host loop: the same ``(s, grad_A s)`` computed cell by cell by
             :mod:`nasi_jax.staged`, so that no program is larger than one cell; XLA:CPU ran out
             of 24 GiB compiling DARTS' full-size step as one program). ``auto`` (default):
             ``staged`` for DARTS on the host loop, else ``one-program``.
+
+    Example:
+        >>> SearchConfig().preset, SearchConfig(data="real").preset
+        ('nb201-random', 'nb201-real')
+        >>> cfg = SearchConfig(preset="paper", steps=400)
+        >>> cfg.steps, cfg.mu, cfg.nu, cfg.batch_size, cfg.preset_overrides()
+        (400, 2.0, 100.0, 64, {'steps': 400})
     """
 
     space: str = "nb201"
-    steps: int = 100
-    batch_size: int = 64
-    mu: float = 2.0
-    nu: float = 100.0
-    nu_mode: str = "fixed"
-    tau: float = 1.0
-    hard: bool = True
-    xi: float = 1.0
-    readout: str = "auto"
-    data: str = "random"
-    channels: int = 16
+    preset: str | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    mu: float | None = None
+    nu: float | None = None
+    nu_mode: str | None = None
+    tau: float | None = None
+    hard: bool | None = None
+    xi: float | None = None
+    readout: str | None = None
+    objective: str | None = None
+    data: str | None = None
+    channels: int | None = None
     cells_per_stage: int | None = None
-    num_classes: int = 10
-    image_size: int = 32
-    init_scheme: str = "pytorch"
-    bn_mode: str = "train"
+    num_classes: int | None = None
+    image_size: int | None = None
+    init_scheme: str | None = None
+    bn_mode: str | None = None
     seed_batching: str = "auto"
     loop: str = "auto"
     grad_mode: str = "fwd-rev"
@@ -154,16 +167,29 @@ class SearchConfig:
     step_impl: str = "auto"
 
     def __post_init__(self):
-        # Space defaults: ``readout='auto'`` and ``cells_per_stage=None`` become concrete
-        # values, so that a config (and every result file) records what runs.
-        if self.space in SPACE_READOUTS:
-            if self.readout == "auto":
-                object.__setattr__(self, "readout", SPACE_READOUTS[self.space][0])
-            if self.cells_per_stage is None:
-                object.__setattr__(self, "cells_per_stage", DEFAULT_CELLS[self.space])
-            if self.conv_impl == "auto":
-                object.__setattr__(self, "conv_impl", darts.resolve_conv_impl("auto")
-                                   if self.space == "darts" else "xla")
+        # Unset values come from the preset; ``readout='auto'`` means the preset's read-out.
+        if self.readout == "auto":
+            object.__setattr__(self, "readout", None)
+        if self.preset is None or any(getattr(self, f) is None for f in presets.SEARCH_FIELDS):
+            get_space(self.space)  # an unknown space is named as such
+            values = presets.resolve(self.preset, self.space, self.data)
+            for name, value in values.items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
+        if self.conv_impl == "auto" and self.space in SPACE_CONV_IMPLS:
+            object.__setattr__(self, "conv_impl", darts.resolve_conv_impl("auto")
+                               if self.space == "darts" else "xla")
+
+    def preset_overrides(self) -> dict[str, Any]:
+        """The search values that differ from the preset's (what explicit arguments changed)."""
+        values = presets.resolve(self.preset, self.space, self.data)
+        return {f: getattr(self, f) for f in presets.SEARCH_FIELDS if getattr(self, f) != values[f]}
+
+    def preset_record(self) -> dict[str, Any]:
+        """What a result file records about the preset: name, version, provenance, overrides."""
+        p = presets.get_preset(self.preset)
+        return {"name": p.name, "version": p.version, "summary": p.summary,
+                "provenance": dict(p.provenance), "overrides": self.preset_overrides()}
 
     @property
     def alpha_shape(self) -> tuple[int, ...]:
@@ -173,6 +199,7 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         """Raise ValueError with a fix for every impossible setting; return self."""
         get_space(self.space)
+        presets.get_preset(self.preset)
         if self.space not in SPACE_READOUTS:
             raise ValueError(f"search supports the spaces {sorted(SPACE_READOUTS)}, got {self.space!r}")
         for name in ("steps", "batch_size", "channels", "cells_per_stage", "num_classes", "image_size"):
@@ -191,6 +218,9 @@ class SearchConfig:
              f"readout for space {self.space!r} must be one of {SPACE_READOUTS[self.space]} "
              f"(or 'auto'), got {self.readout!r}"),
             (self.data in data_lib.DATA_MODES, f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}"),
+            (self.objective in presets.OBJECTIVES,
+             f"objective must be one of {presets.OBJECTIVES}, got {self.objective!r}"),
+            (isinstance(self.hard, (bool, np.bool_)), f"hard must be True or False, got {self.hard!r}"),
             (self.channels > 0 and self.cells_per_stage >= 1 and self.num_classes > 1,
              f"channels must be > 0, cells_per_stage >= 1 (the searched cell must be in the "
              f"network) and num_classes > 1; got {self.channels}, {self.cells_per_stage}, "
@@ -334,8 +364,7 @@ def objective_and_grad(f: Callable, params, alpha: jax.Array, g: jax.Array, x: j
     s = ntk.tree_sq_norm(v)
     directional = lambda A_: jax.jvp(lambda p: loss(p, A_), (params,), (v,))[1]
     ds_dA = 2.0 * jax.grad(directional)(A)
-    dR_ds = 1.0 - cfg.mu * (s > nu).astype(s.dtype)  # d/ds [s - mu * max(0, s - nu)]
-    (G,) = sample_vjp(dR_ds * ds_dA)
+    (G,) = sample_vjp(objective.dR_ds(s, cfg.mu, nu) * ds_dA)  # d/ds [s - mu * max(0, s - nu)]
     return objective.penalised(s, cfg.mu, nu), s, G
 
 
@@ -506,8 +535,7 @@ def _staged_fns(cfg: SearchConfig):
         alpha0 = jnp.zeros(shape, jnp.float32)
         nu = objective.current_nu(state.nu, cfg.nu_mode)
         _, sample_vjp = jax.vjp(lambda a: relax.relaxed_sample(a, g, tau=cfg.tau, hard=cfg.hard), alpha0)
-        dR_ds = 1.0 - cfg.mu * (s > nu).astype(s.dtype)
-        (G,) = sample_vjp(dR_ds * ds_dA)
+        (G,) = sample_vjp(objective.dR_ds(s, cfg.mu, nu) * ds_dA)
         metrics = StepMetrics(s, objective.penalised(s, cfg.mu, nu), nu, jnp.linalg.norm(G),
                               jnp.argmax(alpha0 + g, axis=-1), G)
         return state._replace(eq18=eq18_update(state.eq18, G), nu=objective.nu_update(state.nu, s)), metrics
@@ -648,8 +676,8 @@ def _replay(s, G, mu, nu, xi, nu_mode):  # alpha* [S, *alpha_shape]
         def body(carry, sg):
             acc, nu_state = carry
             s_t, G_t = sg
-            dR_ds = 1.0 - mu * (s_t > objective.current_nu(nu_state, nu_mode)).astype(s_t.dtype)
-            return (eq18_update(acc, dR_ds * G_t), objective.nu_update(nu_state, s_t)), None
+            factor = objective.dR_ds(s_t, mu, objective.current_nu(nu_state, nu_mode))
+            return (eq18_update(acc, factor * G_t), objective.nu_update(nu_state, s_t)), None
         (acc, _), _ = jax.lax.scan(body, (eq18_init(G_seq[0]), objective.nu_init(nu)), (s_seq, G_seq))
         return eq18_delta(acc, xi)
     return jax.vmap(one)(s, G)
@@ -779,11 +807,13 @@ def compiled_host_step(cfg: SearchConfig, num_seeds: int = 1, images=None, label
 
     ``step(state, t, images, labels) -> (state, StepMetrics)`` is one step of Algorithm 1 for
     one seed (``num_seeds`` seeds batched when ``cfg.seed_batching == 'vmap'``). The cache
-    key leaves out what the step does not depend on (``steps``; ``map`` vs ``threads``), so
-    runs that differ only there share one compilation.
+    key leaves out what the step does not depend on (``steps``; ``map`` vs ``threads``; the
+    preset's name), so runs that differ only there share one compilation.
     """
     batched = cfg.seed_batching == "vmap"
-    key_cfg = dataclasses.replace(cfg, steps=1, seed_batching="vmap" if batched else "map", loop="host")
+    # (the preset's name is left out too: only the values it resolved to matter)
+    key_cfg = dataclasses.replace(cfg, steps=1, seed_batching="vmap" if batched else "map", loop="host",
+                                  preset=None)
     k = jnp.zeros((num_seeds if batched else 1, 2), jnp.uint32)
     sig = ("host",) + _signature(key_cfg, k, images, labels)
     fns = _COMPILED.get(sig)

@@ -10,7 +10,7 @@ import pytest
 from conftest import data_path
 from nasi_jax import cli
 
-TINY = ["--steps", "3", "--batch-size", "4", "--channels", "2", "--cells", "1", "--image-size", "8",
+TINY = ["--preset", "paper", "--steps", "3", "--batch-size", "4", "--channels", "2", "--cells", "1", "--image-size", "8",
         "--nu", "5", "--nu-mode", "adaptive", "--no-progress"]  # == tests/test_search.py TINY
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 

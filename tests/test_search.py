@@ -10,8 +10,9 @@ import pytest
 from nasi_jax import ntk, objective, relax, search
 from nasi_jax.spaces import nb201
 
-# Shared with tests/test_cli.py's TINY flags, so the CLI test reuses this compilation.
-TINY = search.SearchConfig(steps=3, batch_size=4, channels=2, cells_per_stage=1, image_size=8,
+# Shared with tests/test_cli.py's TINY flags, so the CLI test reuses this compilation. The
+# paper preset: mu = 2, tau = 1, the argmax read-out (the values these tests were written for).
+TINY = search.SearchConfig(preset="paper", steps=3, batch_size=4, channels=2, cells_per_stage=1, image_size=8,
                            nu=5.0, nu_mode="adaptive")
 
 

@@ -56,7 +56,10 @@ def test_darts_space_defaults_and_errors():
     cfg = search.SearchConfig(space="darts")
     assert cfg.cells_per_stage == 2 and cfg.readout == "darts" and cfg.alpha_shape == (2, 14, 8)
     assert search.make_network(cfg).layers == 8  # DARTS' 8-cell search network
-    assert search.SearchConfig().readout == "argmax" and search.SearchConfig().cells_per_stage == 5
+    # NB201's default preset reads the cell without `none`; the paper preset with the argmax
+    assert search.SearchConfig().readout == "argmax-no-none" and search.SearchConfig().cells_per_stage == 5
+    assert search.SearchConfig(preset="paper").readout == "argmax"
+    assert cfg.preset == "paper" and (cfg.mu, cfg.nu, cfg.batch_size) == (2.0, 100.0, 64)
     with pytest.raises(ValueError, match="readout for space 'darts'"):
         search.SearchConfig(space="darts", readout="argmax").validate()
     with pytest.raises(ValueError, match="readout for space 'nb201'"):
