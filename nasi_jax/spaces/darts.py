@@ -83,7 +83,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nasi_jax.spaces import nb201 as _nb201
+from nasi_jax.spaces import _init
 
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_NODES", "GenotypeError", "Genotype",
@@ -469,16 +469,16 @@ def resolve_conv_impl(conv_impl: str) -> str:
 def _conv(cfg: _Cfg, features: int, kernel: int, stride: int = 1, padding: int = 0, name=None):
     """Bias-free Conv(k x k, stride, symmetric padding), NHWC."""
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((padding, padding),) * 2,
-                   use_bias=False, kernel_init=_nb201._kernel_init(cfg.init_scheme), dtype=cfg.dtype,
+                   use_bias=False, kernel_init=_init.kernel_init(cfg.init_scheme), dtype=cfg.dtype,
                    param_dtype=cfg.dtype, name=name,
-                   conv_general_dilated=_nb201._conv_fn("loop-safe" if cfg.conv_impl == "loop-safe" else "xla"))
+                   conv_general_dilated=_init.conv_fn("loop-safe" if cfg.conv_impl == "loop-safe" else "xla"))
 
 
 def _dense(cfg: _Cfg, features: int, fan_in: int, name: str):
     if cfg.init_scheme == "pytorch":
-        k_init, b_init = _nb201._torch_uniform(fan_in), _nb201._torch_uniform(fan_in)
+        k_init, b_init = _init.torch_uniform(fan_in), _init.torch_uniform(fan_in)
     else:
-        k_init, b_init = _nb201._kernel_init(cfg.init_scheme), nn.initializers.zeros
+        k_init, b_init = _init.kernel_init(cfg.init_scheme), nn.initializers.zeros
     return nn.Dense(features, kernel_init=k_init, bias_init=b_init, dtype=cfg.dtype,
                     param_dtype=cfg.dtype, name=name)
 
@@ -503,7 +503,7 @@ class DepthwiseConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         C, k, s, d, p = x.shape[-1], self.kernel, self.stride, self.dilation, self.padding
-        w = self.param("kernel", _nb201._kernel_init(self.cfg.init_scheme), (k, k, 1, C), self.cfg.dtype)
+        w = self.param("kernel", _init.kernel_init(self.cfg.init_scheme), (k, k, 1, C), self.cfg.dtype)
         x = x.astype(self.cfg.dtype)
         impl = resolve_conv_impl(self.cfg.conv_impl)
         if impl in ("xla", "xla-dense"):
