@@ -22,18 +22,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import os
 import sys
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nasi_jax import cli, objective, presets, search
+from _common import config_record, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax import presets, records, search
+from nasi_jax.core import objective
 from nasi_jax.spaces import darts
 
 VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mode")}
@@ -49,23 +49,16 @@ def penalty_active_frac(s, nu: float, nu_mode: str) -> float:
     return float(np.mean(s > np.asarray(objective.ceiling_path(s, nu, nu_mode))))
 
 
-def _save_npz_atomic(path, **arrays):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def history_tag(cfg: search.SearchConfig, execution: search.Execution) -> str:
+    """What a history file records of its run: the config and its (unresolved) execution in
+    the layout of the one config they were before the split, so older files still resume."""
+    return "SearchConfig(" + ", ".join(f"{k}={v!r}" for k, v in config_record(cfg, execution).items()) + ")"
 
 
-def run_history(cfg: search.SearchConfig, seed: int, path: str) -> dict:
+def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int, path: str) -> dict:
     """``s [T]``, ``G [T, 2, 14, 8]`` and timings of a ``mu = 0`` search, resumed from ``path``."""
     done = {"s": [], "G": [], "grad_norm": [], "step_s": []}
-    meta = np.asarray([repr(cfg), str(seed)])
+    meta = np.asarray([history_tag(cfg, execution), str(seed)])
     if os.path.exists(path):
         z = np.load(path)
         if list(z["meta"]) != list(meta):
@@ -73,7 +66,7 @@ def run_history(cfg: search.SearchConfig, seed: int, path: str) -> dict:
         done = {k: list(z[k]) for k in done}
         print(f"[darts] resuming at step {len(done['s'])}/{cfg.steps} from {path}", file=sys.stderr)
     t0 = time.perf_counter()
-    init, step, _ = search.compiled_host_step(cfg)
+    init, step, _ = search.compiled_host_step(cfg, execution.resolve(cfg))
     compile_s = time.perf_counter() - t0
     state = init(jax.random.PRNGKey(seed))
     for t in range(len(done["s"]), cfg.steps):
@@ -84,7 +77,7 @@ def run_history(cfg: search.SearchConfig, seed: int, path: str) -> dict:
             raise search.NonFiniteScoreError(f"non-finite s or ||G|| at step {t}")
         done["s"].append(m.s); done["G"].append(m.G); done["grad_norm"].append(m.grad_norm)
         done["step_s"].append(time.perf_counter() - t1)
-        _save_npz_atomic(path, meta=meta, **{k: np.asarray(v) for k, v in done.items()})
+        records.save_npz_atomic(path, meta=meta, **{k: np.asarray(v) for k, v in done.items()})
         rate = np.mean(done["step_s"][-5:])
         print(f"\r[darts] step {t + 1}/{cfg.steps}: s={float(m.s):.3g}, {rate:.1f} s/step, "
               f"ETA {rate * (cfg.steps - t - 1) / 60:.0f} min   ", end="", file=sys.stderr, flush=True)
@@ -108,15 +101,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.output.endswith(".json"):
         p.error("--output must end in .json")
-    cfg = search.SearchConfig(space="darts", steps=args.steps, batch_size=args.batch_size, mu=0.0,
-                              channels=args.channels, cells_per_stage=args.cells,
-                              image_size=args.image_size, loop="host", seed_batching="map",
-                              conv_impl=args.conv_impl).validate()
+    cfg = search.SearchConfig(space="darts", preset="paper", steps=args.steps, batch_size=args.batch_size,
+                              mu=0.0, channels=args.channels, cells_per_stage=args.cells,
+                              image_size=args.image_size).validate()
+    execution = search.Execution(loop="host", seed_batching="map", conv_impl=args.conv_impl)
     t0 = time.perf_counter()
-    h = run_history(cfg, args.seed, args.history)
+    h = run_history(cfg, execution, args.seed, args.history)
     wall = time.perf_counter() - t0
     res = search.SearchResult(cfg, [args.seed], np.zeros((1,) + cfg.alpha_shape), np.zeros((1, 2, 14), int),
-                              [""], {"s": h["s"][None], "G": h["G"][None]}, h["compile_s"], wall, "host")
+                              [""], {"s": h["s"][None], "G": h["G"][None]}, h["compile_s"], wall,
+                              execution.resolve(cfg))
     out = {}
     stem = args.output[:-len(".json")]
     for name, kw in (VARIANTS | REFERENCE).items():
@@ -132,27 +126,26 @@ def main(argv=None) -> int:
         path = None
         if name in VARIANTS:
             path = f"{stem}_{name.split('-')[1].lower()}.txt"
-            cli.write_text_atomic(path, text + "\n")
+            records.write_text_atomic(path, text + "\n")
         print(f"{name}: {text}\n  params (C=36, 20 cells, no aux): "
               f"{out[name]['params_eval_network'] / 1e6:.3f} M, penalty active in "
               f"{out[name]['penalty_active_frac']:.0%} of the steps" + (f"  -> {path}" if path else ""))
     steps_timed = h["step_s"]
-    result = {
-        "command": "python experiments/darts_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": dataclasses.asdict(cfg), "seed": args.seed, "versions": cli.versions(),
-        "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
-        "xla_flags": os.environ.get("XLA_FLAGS"),
-        "variants": out,
-        "s": {"mean": float(h["s"].mean()), "min": float(h["s"].min()), "max": float(h["s"].max()),
-              "history": h["s"].tolist()},
-        "compile_time_s_this_process": h["compile_s"],
-        "per_step_s_median": float(np.median(steps_timed)),
-        "search_time_s": float(np.sum(steps_timed)),
-        "note": "search_time_s sums the per-step times of all steps (also across resumed processes); "
-                "both variants come from this one run via nasi_jax.search.replay.",
-    }
-    cli.write_json_atomic(args.output, result)
+    result = run_record(
+        __file__, argv,
+        config=config_record(cfg, execution.resolve(cfg)), seed=args.seed,
+        backend=jax.default_backend(), cpu_count=os.cpu_count(),
+        xla_flags=os.environ.get("XLA_FLAGS"),
+        variants=out,
+        s={"mean": float(h["s"].mean()), "min": float(h["s"].min()), "max": float(h["s"].max()),
+           "history": h["s"].tolist()},
+        compile_time_s_this_process=h["compile_s"],
+        per_step_s_median=float(np.median(steps_timed)),
+        search_time_s=float(np.sum(steps_timed)),
+        note="search_time_s sums the per-step times of all steps (also across resumed processes); "
+             "both variants come from this one run via nasi_jax.search.replay.",
+    )
+    write_result(args.output, result)
     print(f"search {result['search_time_s']:.0f} s ({result['per_step_s_median']:.1f} s/step), "
           f"compile {h['compile_s']:.0f} s; wrote {args.output}")
     return 0

@@ -45,19 +45,19 @@ searches (not replays) on seeds 2000-2009, used neither in tuning nor in the tab
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import sys
 import time
 
 import numpy as np
 
-from _common import data_root, mu0_run  # noqa: E402  (experiments/ is on sys.path)
+from _common import (add_data_args, config_record, fmt_ms, md_header, md_row, mu0_run,  # noqa: E402
+                     run_record, write_result)  # (experiments/ is on sys.path)
 from nb201_search import ADA_MULTIPLES, MUS, PAPER_ROWS, QUANTILES  # noqa: E402
 
-from nasi_jax import bench, cli, data as data_lib, objective, presets, search
-from nasi_jax.spaces import nb201
+from nasi_jax import data as data_lib, nb201_table, presets, search
+from nasi_jax.core import objective
+from nasi_jax.spaces import get_space, nb201
 
 MODES = ("real", "random-labels", "random")
 TUNE_SEEDS = list(range(1000, 1008))
@@ -101,10 +101,10 @@ def grid(s: np.ndarray):
 
 
 def tune(args):
-    table = bench.load_nb201_table(args.benchmark)
-    out = {"command": " ".join(["python"] + sys.argv), "seeds": TUNE_SEEDS, "steps": T2,
-           "procedure": __doc__.split("**Tuning check**")[1].split("**Table 2")[0].strip(),
-           "modes": {}, "versions": cli.versions()}
+    table = nb201_table.load_nb201_table(args.benchmark)
+    out = run_record(__file__, args.argv, seeds=TUNE_SEEDS, steps=T2,
+                     procedure=__doc__.split("**Tuning check**")[1].split("**Table 2")[0].strip(),
+                     modes={})
     for mode in MODES:
         res = mu0_run(mode_config(mode, T2), TUNE_SEEDS, data_dir=args.data_dir, cache=args.cache)
         s = res.history["s"]
@@ -116,7 +116,7 @@ def tune(args):
             for v, values, label in grid(s):
                 if v != variant:
                     continue
-                for readout in search.SPACE_READOUTS["nb201"]:
+                for readout in get_space("nb201").readouts:
                     crit = per_seed_criterion(res, table, readout=readout, **values)
                     if best is None or crit.mean() > best["criterion"]:
                         best = dict(values, readout=readout, nu_label=label, criterion=float(crit.mean()),
@@ -134,11 +134,10 @@ def tune(args):
               f"{row['fix']['best_of_grid']['criterion']:.2f} (+{row['fix']['gain']:.2f} ± {row['fix']['gain_se']:.2f}) "
               f"-> {row['fix']['decision']}; ADA carried {row['ada']['carried']['criterion']:.2f}, best "
               f"{row['ada']['best_of_grid']['criterion']:.2f} -> {row['ada']['decision']}", file=sys.stderr)
-    cli.write_json_atomic(args.output, out)
     md = [f"Command: `{out['command']}`", "",
-          "| data | s q10 / q50 / q90 | FIX, real-data values | FIX, best of the grid | gain ± s.e. | FIX decision "
-          "| ADA, real-data values | ADA, best of the grid | gain ± s.e. | ADA decision |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          *md_header("data", "s q10 / q50 / q90", "FIX, real-data values", "FIX, best of the grid",
+                     "gain ± s.e.", "FIX decision", "ADA, real-data values", "ADA, best of the grid",
+                     "gain ± s.e.", "ADA decision")]
     for mode, r in out["modes"].items():
         q = r["s_quantiles"]
         cells = [mode, f"{q['q10']:.1f} / {q['q50']:.1f} / {q['q90']:.1f}"]
@@ -147,28 +146,28 @@ def tune(args):
             cells += [f"{r[v]['carried']['criterion']:.2f}",
                       f"{b['criterion']:.2f} (mu {b['mu']:g}, nu {b['nu']:.4g} {b['nu_label']}, {b['readout']})",
                       f"{r[v]['gain']:+.2f} ± {r[v]['gain_se']:.2f}", r[v]["decision"]]
-        md.append("| " + " | ".join(cells) + " |")
-    cli.write_text_atomic(os.path.splitext(args.output)[0] + ".md", "\n".join(md) + "\n")
+        md.append(md_row(cells))
+    write_result(args.output, out, "\n".join(md) + "\n")
     print("\n".join(md))
 
 
 def timing(args):
     """One seed of the default preset for 4T steps, and the params proxy's rate, alone."""
-    from nasi_jax import score
+    from nasi_jax import scoring
     cfg = search.SearchConfig(preset="nb201-random", steps=T4)
     res = search.run_search(cfg, [0])
     cells = [nb201.code_to_ops(int(c)) for c in np.random.default_rng(0).choice(15625, 2000, replace=False)]
-    scfg = score.ScoreConfig(proxy="params")
-    score.score_cells(scfg, cells[:8], seed=0, progress=False)  # compile
+    scfg = scoring.ScoreConfig(proxy="params")
+    scoring.score_cells(scfg, cells[:8], seed=0, progress=False)  # compile
     t0 = time.perf_counter()
-    score.score_cells(scfg, cells, seed=0, progress=False)
+    scoring.score_cells(scfg, cells, seed=0, progress=False)
     params_s = time.perf_counter() - t0
-    out = {"command": " ".join(["python"] + sys.argv), "config": dataclasses.asdict(res.config),
-           "search_4T_s": res.run_time_s, "search_T_s": res.run_time_s * T / T4,
-           "compile_s": res.compile_time_s, "params_cells": len(cells), "params_s": params_s,
-           "params_cells_per_s": len(cells) / params_s, "versions": cli.versions()}
-    cli.write_json_atomic(args.output, out)
-    print(json.dumps({k: v for k, v in out.items() if k not in ("config", "versions")}))
+    out = run_record(__file__, args.argv, config=config_record(res.config, res.execution),
+                     search_4T_s=res.run_time_s, search_T_s=res.run_time_s * T / T4,
+                     compile_s=res.compile_time_s, params_cells=len(cells), params_s=params_s,
+                     params_cells_per_s=len(cells) / params_s)
+    write_result(args.output, out)
+    print(json.dumps({k: v for k, v in out.items() if k not in ("created", "config", "versions")}))
 
 
 def best_of_k_params(table, k: int, draws: int = 10) -> list[dict]:
@@ -182,11 +181,11 @@ def best_of_k_params(table, k: int, draws: int = 10) -> list[dict]:
 
 
 def _summary(rows):
-    return {m: bench.summarize([r[m] for r in rows]) for m in bench.METRICS}
+    return {m: nb201_table.summarize([r[m] for r in rows]) for m in nb201_table.METRICS}
 
 
 def table_cmd(args):
-    table = bench.load_nb201_table(args.benchmark)
+    table = nb201_table.load_nb201_table(args.benchmark)
     with open(args.tuned) as fh:
         tuned = json.load(fh)
     with open(args.timing) as fh:
@@ -223,28 +222,23 @@ def table_cmd(args):
     rand = [table.lookup(int(i)) for i in np.random.default_rng(0).choice(len(table), 10, replace=False)]
     results.append({"data": "-", "method": "random cell (uniform)", "steps": 0,
                     "cells": [r["arch_str"] for r in rand], "summary": _summary(rand), "budget_s": 0.0})
-    out = {"command": " ".join(["python"] + sys.argv), "seeds": TABLE_SEEDS, "timing": tm,
-           "search_network": {"channels": 16, "cells_per_stage": 5, "batch_size": 8, "tau": 0.5},
-           "results": results, "paper": PAPER_ROWS, "versions": cli.versions()}
-    cli.write_json_atomic(args.output, out)
+    out = run_record(__file__, args.argv, seeds=TABLE_SEEDS, timing=tm,
+                     search_network={"channels": 16, "cells_per_stage": 5, "batch_size": 8, "tau": 0.5},
+                     results=results, paper=PAPER_ROWS)
     text = "\n".join([f"Command: `{out['command']}`", "", *table_markdown(results), ""])
-    cli.write_text_atomic(os.path.splitext(args.output)[0] + ".md", text)
+    write_result(args.output, out, text)
     print(text)
 
 
-def _fmt(s):
-    return f"{s['mean']:.2f}±{s['std']:.2f}"
-
-
 def table_markdown(results) -> list[str]:
-    md = ["| data | method | T | CIFAR-10 test | CIFAR-100 test | ImageNet16-120 test | CIFAR-10 valid "
-          "| s > nu | budget s / seed |", "|---|---|---|---|---|---|---|---|---|"]
+    md = md_header("data", "method", "T", "CIFAR-10 test", "CIFAR-100 test", "ImageNet16-120 test",
+                   "CIFAR-10 valid", "s > nu", "budget s / seed")
     for r in results:
         s = r["summary"]
         act = f"{100 * r['penalty_active']:.0f} %" if "penalty_active" in r else "-"
-        md.append(f"| {r['data']} | {r['method']} | {r['steps'] or '-'} | {_fmt(s['cifar10_test'])} | "
-                  f"{_fmt(s['cifar100_test'])} | {_fmt(s['imagenet16_test'])} | {_fmt(s['cifar10_valid'])} | "
-                  f"{act} | {r['budget_s']:.1f} |")
+        md.append(md_row([r["data"], r["method"], r["steps"] or "-", fmt_ms(s["cifar10_test"]),
+                          fmt_ms(s["cifar100_test"]), fmt_ms(s["imagenet16_test"]),
+                          fmt_ms(s["cifar10_valid"]), act, f"{r['budget_s']:.1f}"]))
     for p in PAPER_ROWS:
         md.append(f"| real | {p['method']} | | {p['cifar10_test']} | {p['cifar100_test']} | "
                   f"{p['imagenet16_test']} | | | {p['cost']} |")
@@ -252,27 +246,27 @@ def table_markdown(results) -> list[str]:
 
 
 def heldout(args):
-    table = bench.load_nb201_table(args.benchmark)
-    out = {"command": " ".join(["python"] + sys.argv), "seeds": HELDOUT_SEEDS, "results": [],
-           "versions": cli.versions()}
+    table = nb201_table.load_nb201_table(args.benchmark)
+    out = run_record(__file__, args.argv, seeds=HELDOUT_SEEDS, results=[])
     for mode in MODES:
         cfg = search.SearchConfig(preset=FIX_PRESET[mode])
         images, labels = data_lib.load_data_for_mode(mode, args.data_dir)
         res = search.run_search(cfg, HELDOUT_SEEDS, images=images, labels=labels, progress=True)
         rows = [table.lookup(a) for a in res.arch_strs]
-        out["results"].append({"data": mode, "preset": cfg.preset, "config": dataclasses.asdict(res.config),
+        out["results"].append({"data": mode, "preset": cfg.preset, "config": config_record(res.config, res.execution),
                                "cells": res.arch_strs, "summary": _summary(rows),
                                "run_time_s": res.run_time_s})
-        print(f"[heldout] {mode}: " + ", ".join(f"{m} {_fmt(s)}" for m, s in _summary(rows).items()),
+        print(f"[heldout] {mode}: " + ", ".join(f"{m} {fmt_ms(s)}" for m, s in _summary(rows).items()),
               file=sys.stderr, flush=True)
-    cli.write_json_atomic(args.output, out)
-    md = [f"Command: `{out['command']}`", "", "| data | preset | seeds | CIFAR-10 test | CIFAR-100 test | "
-          "ImageNet16-120 test | CIFAR-10 valid |", "|---|---|---|---|---|---|---|"]
+    md = [f"Command: `{out['command']}`", "",
+          *md_header("data", "preset", "seeds", "CIFAR-10 test", "CIFAR-100 test", "ImageNet16-120 test",
+                     "CIFAR-10 valid")]
     for r in out["results"]:
         s = r["summary"]
-        md.append(f"| {r['data']} | {r['preset']} | 2000-2009 | {_fmt(s['cifar10_test'])} | "
-                  f"{_fmt(s['cifar100_test'])} | {_fmt(s['imagenet16_test'])} | {_fmt(s['cifar10_valid'])} |")
-    cli.write_text_atomic(os.path.splitext(args.output)[0] + ".md", "\n".join(md) + "\n")
+        md.append(md_row([r["data"], r["preset"], "2000-2009", fmt_ms(s["cifar10_test"]),
+                          fmt_ms(s["cifar100_test"]), fmt_ms(s["imagenet16_test"]),
+                          fmt_ms(s["cifar10_valid"])]))
+    write_result(args.output, out, "\n".join(md) + "\n")
     print("\n".join(md))
 
 
@@ -282,13 +276,13 @@ def main(argv=None):
     for name in ("tune", "timing", "table", "heldout"):
         q = sub.add_parser(name)
         q.add_argument("--output", required=True)
-        q.add_argument("--benchmark", default=os.path.join(data_root(), "nb201", "nb201_accuracies.csv"))
-        q.add_argument("--data-dir", default=os.path.join(data_root(), "cifar10_jpeg"))
+        add_data_args(q)
         q.add_argument("--cache", default="runs/nb201_mu0_n5")
         if name == "table":
             q.add_argument("--tuned", required=True)
             q.add_argument("--timing", required=True)
     args = p.parse_args(argv)
+    args.argv = argv  # the record's command
     {"tune": tune, "timing": timing, "table": table_cmd, "heldout": heldout}[args.cmd](args)
 
 

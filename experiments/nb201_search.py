@@ -30,6 +30,10 @@ then each variant takes its best ``(mu, nu)``. Test accuracies are not read whil
 ``cells_per_stage = 1`` (``--cells-per-stage``), not the 5 of the evaluation network: on
 this 2-core CPU a step then takes about 0.12 s instead of 0.55 s (b = 16), which is what
 makes 10 seeds x 3 data modes x 400 steps fit in a session.
+
+**Other values.** Everything this script does not set is the ``paper`` preset's (hard
+samples, xi = 1, PyTorch init, BatchNorm with batch statistics; nu = 100 and the ``argmax``
+read-out, which the ``mu = 0`` runs do not use): the defaults the tuning ran with.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ import time
 
 import numpy as np
 
-from nasi_jax import bench, cli, data as data_lib, search
-from nasi_jax.spaces import nb201
+from _common import (add_data_args, config_record, fmt_ms, load_run, md_header, md_row,  # noqa: E402
+                     run_record, save_run, write_result)  # (experiments/ is on sys.path)
+
+from nasi_jax import data as data_lib, nb201_table, search
+from nasi_jax.spaces import get_space, nb201
 
 PAPER_ROWS = [  # PAPER.md section 6 (Shu et al., ICLR 2022, Table 1)
     {"method": "NASI (T), paper", "cifar10_test": "93.08±0.24", "cifar100_test": "69.51±0.59",
@@ -67,41 +74,44 @@ T, T4 = 100, 400
 
 
 def base_config(args, **kw) -> search.SearchConfig:
-    return search.SearchConfig(space="nb201", channels=args.channels,
+    """The search this script runs: the ``paper`` preset's values (the defaults the tuning ran
+    with) but for the network size, ``mu = 0`` and ``kw``."""
+    return search.SearchConfig(space="nb201", preset="paper", channels=args.channels,
                                cells_per_stage=args.cells_per_stage, mu=0.0, **kw)
+
+
+# The execution every cached run is keyed with (the defaults; ``conv_impl='auto'`` is
+# ``xla`` for NB201): execution choices give the same numbers.
+KEY_EXECUTION = search.Execution(conv_impl="xla")
+
+
+def run_path(cfg: search.SearchConfig, seeds, cache: str) -> str:
+    """Where the ``mu = 0`` run of ``cfg`` and ``seeds`` is cached: keyed by the config (all
+    fields in the layout of the config before presets and the execution split, but the
+    read-out, which the run does not use) and the seeds."""
+    conf = {k: v for k, v in config_record(cfg, KEY_EXECUTION).items()
+            if k not in ("readout", "preset", "objective")}
+    key = json.dumps({"config": conf, "seeds": list(seeds)}, sort_keys=True)
+    return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
 
 
 def mu0_run(cfg: search.SearchConfig, seeds, args) -> search.SearchResult:
     """The ``mu = 0`` search, cached in ``args.cache`` by config and seeds."""
-    conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "readout"}  # not in the run
-    key = json.dumps({"config": conf, "seeds": list(seeds)}, sort_keys=True)
-    path = os.path.join(args.cache, hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
+    path = run_path(cfg, seeds, args.cache)
     if os.path.exists(path):
-        z = np.load(path, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
+        res, meta = load_run(path, dataclasses.replace(cfg, readout="argmax"), seeds)
         want_dir = None if cfg.data == "random" else os.path.abspath(args.data_dir)
-        if meta.get("data_dir") != want_dir or "hist_G" not in z.files:
+        if meta.get("data_dir") != want_dir or "G" not in res.history:
             raise SystemExit(f"{path} was written from other data ({meta.get('data_dir')}) or by an "
                              "older version without G; delete it or choose another --cache")
-        hist = {k[5:]: z[k] for k in z.files if k.startswith("hist_")}
-        used = dataclasses.replace(cfg, **{k: meta["config"][k] for k in ("loop", "seed_batching")},
-                                   readout="argmax")
-        return search.SearchResult(used, list(seeds), z["alpha_star"], z["ops"], meta["arch_strs"],
-                                   hist, meta["compile_time_s"], meta["run_time_s"], meta["loop"])
+        return res
     images = labels = None
     if cfg.data != "random":
         images, labels = data_lib.load_data_for_mode(cfg.data, args.data_dir)
     print(f"[nb201_search] {cfg.data} b={cfg.batch_size} tau={cfg.tau} T={cfg.steps} "
           f"seeds {seeds[0]}..{seeds[-1]}", file=sys.stderr, flush=True)
     res = search.run_search(cfg, seeds, images=images, labels=labels, progress=True)
-    os.makedirs(args.cache, exist_ok=True)
-    meta = {"config": dataclasses.asdict(res.config), "arch_strs": res.arch_strs,
-            "data_dir": None if cfg.data == "random" else os.path.abspath(args.data_dir),
-            "compile_time_s": res.compile_time_s, "run_time_s": res.run_time_s, "loop": res.loop}
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, alpha_star=res.alpha_star, ops=res.ops, meta=json.dumps(meta),
-             **{f"hist_{k}": v for k, v in res.history.items()})
-    os.replace(tmp, path)
+    save_run(path, res, data_dir=args.data_dir)
     return res
 
 
@@ -125,7 +135,7 @@ def candidates(s: np.ndarray):
 
 
 def tune(args):
-    table = bench.load_nb201_table(args.benchmark)
+    table = nb201_table.load_nb201_table(args.benchmark)
     t0 = time.perf_counter()
     runs = []
     for b, tau in args.grid:
@@ -134,7 +144,7 @@ def tune(args):
         rows = []
         for variant, mu, nu, label in candidates(res.history["s"]):
             mode = "adaptive" if variant == "ada" else "fixed"
-            for readout in search.READOUTS:
+            for readout in get_space("nb201").readouts:
                 vals = []
                 for steps in (T, TUNE_STEPS):
                     _, acc = selected(res, table, mu=mu, nu=nu, nu_mode=mode, steps=steps,
@@ -158,16 +168,15 @@ def tune(args):
                   "readout": chosen_run["best"][v]["readout"],
                   "criterion_cifar10_valid": chosen_run["best"][v]["criterion"]}
               for v in ("fix", "ada")}
-    out = {"command": " ".join(["python"] + sys.argv), "grid": args.grid, "procedure": __doc__.split("**Tuning procedure**")[1].split("**Search network.**")[0].strip(),
-           "seeds": TUNE_SEEDS, "steps": TUNE_STEPS, "data": "real",
-           "search_network": {"channels": args.channels, "cells_per_stage": args.cells_per_stage},
-           "choice": choice, "runs": runs, "wall_time_s": time.perf_counter() - t0,
-           "versions": cli.versions()}
-    cli.write_json_atomic(args.output, out)
+    out = run_record(__file__, args.argv, grid=args.grid,
+                     procedure=__doc__.split("**Tuning procedure**")[1].split("**Search network.**")[0].strip(),
+                     seeds=TUNE_SEEDS, steps=TUNE_STEPS, data="real",
+                     search_network={"channels": args.channels, "cells_per_stage": args.cells_per_stage},
+                     choice=choice, runs=runs, wall_time_s=time.perf_counter() - t0)
     md = ["# NASI on NB201: hyper-parameters chosen on CIFAR-10 validation accuracy", "",
           f"Command: `{out['command']}`", "",
-          "| b | tau | best FIX (mu, nu, read-out) | FIX valid | best ADA (mu, nu_init, read-out) | ADA valid | run s |",
-          "|---|---|---|---|---|---|---|"]
+          *md_header("b", "tau", "best FIX (mu, nu, read-out)", "FIX valid", "best ADA (mu, nu_init, read-out)",
+                     "ADA valid", "run s")]
     for r in runs:
         f, a = r["best"]["fix"], r["best"]["ada"]
         md.append(f"| {r['batch_size']} | {r['tau']:g} | {f['mu']:g}, {f['nu']:.4g} ({f['nu_label']}), {f['readout']} | "
@@ -176,12 +185,8 @@ def tune(args):
     md += ["", "Chosen: " + "; ".join(f"{v.upper()}: b={c['batch_size']}, tau={c['tau']:g}, mu={c['mu']:g}, "
                                        f"nu={c['nu']:.4g} ({c['nu_mode']}), read-out {c['readout']}"
                                        for v, c in choice.items()), ""]
-    _write_text(os.path.splitext(args.output)[0] + ".md", "\n".join(md))
+    write_result(args.output, out, "\n".join(md))
     print(json.dumps(choice))
-
-
-def _fmt(summary):
-    return f"{summary['mean']:.2f}±{summary['std']:.2f}"
 
 
 def table_cmd(args):
@@ -190,7 +195,7 @@ def table_cmd(args):
     if (choice["fix"]["batch_size"], choice["fix"]["tau"]) != (choice["ada"]["batch_size"], choice["ada"]["tau"]):
         raise SystemExit("the tuned FIX and ADA must share batch size and tau (one run serves both)")
     b, tau = choice["fix"]["batch_size"], choice["fix"]["tau"]
-    table = bench.load_nb201_table(args.benchmark)
+    table = nb201_table.load_nb201_table(args.benchmark)
     seeds = list(range(args.seeds))
     # search wall time: one seed alone, 4T steps, timed here (not the cached batch runs,
     # which shared the machine with other jobs); the T time is its first quarter
@@ -208,11 +213,11 @@ def table_cmd(args):
         for name, c in variants:
             for steps in (T, T4):
                 strs, acc = selected(res, table, mu=c["mu"], nu=c["nu"], nu_mode=c["nu_mode"],
-                                     steps=steps, metrics=tuple(bench.METRICS), readout=c["readout"])
+                                     steps=steps, metrics=tuple(nb201_table.METRICS), readout=c["readout"])
                 results.append({"data": mode, "method": name, "steps": steps, "mu": c["mu"],
                                 "nu": c["nu"], "nu_mode": c["nu_mode"], "readout": c["readout"],
                                 "cells": strs,
-                                "summary": {m: bench.summarize(v) for m, v in acc.items()},
+                                "summary": {m: nb201_table.summarize(v) for m, v in acc.items()},
                                 "search_s_per_seed": per_seed_s * steps / T4,
                                 "compile_s": timing.compile_time_s,
                                 "batch_run_s": res.run_time_s})
@@ -221,25 +226,24 @@ def table_cmd(args):
     rand = [table.lookup(int(c)) for c in codes]
     results.append({"data": "-", "method": "random cell (uniform)", "steps": 0,
                     "cells": [r["arch_str"] for r in rand],
-                    "summary": {m: bench.summarize([r[m] for r in rand]) for m in bench.METRICS},
+                    "summary": {m: nb201_table.summarize([r[m] for r in rand]) for m in nb201_table.METRICS},
                     "search_s_per_seed": 0.0, "compile_s": 0.0})
-    out = {"command": " ".join(["python"] + sys.argv), "tuned": choice, "seeds": seeds,
-           "search_network": {"channels": args.channels, "cells_per_stage": args.cells_per_stage,
-                              "batch_size": b, "tau": tau},
-           "results": results, "paper": PAPER_ROWS, "versions": cli.versions()}
-    cli.write_json_atomic(args.output, out)
-    md = ["| data | method | T | CIFAR-10 test | CIFAR-100 test | ImageNet16-120 test | CIFAR-10 valid | search s / seed |",
-          "|---|---|---|---|---|---|---|---|"]
+    out = run_record(__file__, args.argv, tuned=choice, seeds=seeds,
+                     search_network={"channels": args.channels, "cells_per_stage": args.cells_per_stage,
+                                     "batch_size": b, "tau": tau},
+                     results=results, paper=PAPER_ROWS)
+    md = md_header("data", "method", "T", "CIFAR-10 test", "CIFAR-100 test", "ImageNet16-120 test",
+                   "CIFAR-10 valid", "search s / seed")
     for r in results:
         s = r["summary"]
-        md.append(f"| {r['data']} | {r['method']} | {r['steps'] or '-'} | {_fmt(s['cifar10_test'])} | "
-                  f"{_fmt(s['cifar100_test'])} | {_fmt(s['imagenet16_test'])} | {_fmt(s['cifar10_valid'])} | "
-                  f"{r['search_s_per_seed']:.1f} |")
+        md.append(md_row([r["data"], r["method"], r["steps"] or "-", fmt_ms(s["cifar10_test"]),
+                          fmt_ms(s["cifar100_test"]), fmt_ms(s["imagenet16_test"]),
+                          fmt_ms(s["cifar10_valid"]), f"{r['search_s_per_seed']:.1f}"]))
     for p in PAPER_ROWS:
         md.append(f"| real | {p['method']} | | {p['cifar10_test']} | {p['cifar100_test']} | "
                   f"{p['imagenet16_test']} | | {p['cost']} |")
     text = "\n".join([f"Command: `{out['command']}`", "", *md, ""])
-    _write_text(os.path.splitext(args.output)[0] + ".md", text)
+    write_result(args.output, out, text)
     print(text)
 
 
@@ -250,21 +254,13 @@ def _grid(text):
         raise argparse.ArgumentTypeError(f"--grid takes b:tau pairs such as '16:1,8:0.5', got {text!r}")
 
 
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("tune", "table"):
         q = sub.add_parser(name)
         q.add_argument("--output", required=True)
-        q.add_argument("--benchmark", default="../shared/data/nb201/nb201_accuracies.csv")
-        q.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+        add_data_args(q)
         q.add_argument("--cache", default="runs/nb201_mu0")
         q.add_argument("--channels", type=int, default=16)
         q.add_argument("--cells-per-stage", type=int, default=1)
@@ -277,6 +273,7 @@ def main(argv=None):
             q.add_argument("--modes", default=",".join(TABLE_MODES),
                            help=f"data modes to run, a subset of {','.join(TABLE_MODES)}")
     args = p.parse_args(argv)
+    args.argv = argv  # the record's command
     (tune if args.cmd == "tune" else table_cmd)(args)
 
 

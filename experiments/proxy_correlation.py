@@ -5,18 +5,18 @@ label/data agnosticism, and best-of-N baselines at NASI's time budget.
         --search-table docs/runs/nb201_search_table.json
 
 * **Cells**: a uniform sample of ``--cells`` distinct NB201 cells drawn with ``--seed``
-  (:func:`nasi_jax.score.parse_cells`); every proxy scores the same cells with the same
+  (:func:`nasi_jax.scoring.parse_cells`); every proxy scores the same cells with the same
   initial weights and the same data batch (``PRNGKey(seed)``; real CIFAR-10 images with
   their labels, NB201's train half, ``--batch-size`` examples), through
-  :func:`nasi_jax.score.score_cells` (one compilation per proxy, resumable CSVs in
+  :func:`nasi_jax.scoring.score_cells` (one compilation per proxy, resumable CSVs in
   ``--workdir``).
 * **Correlations**: Spearman rho and Kendall tau of ``sign * score`` (so that larger
-  predicts better for every proxy; :data:`nasi_jax.score.PROXIES` gives the signs) with
+  predicts better for every proxy; :data:`nasi_jax.scoring.PROXIES` gives the signs) with
   CIFAR-10 / CIFAR-100 / ImageNet16-120 test and CIFAR-10 validation accuracy, over all
   sampled cells, over the non-degenerate ones, and over the cells without unreachable ops
   (``arch_str == canonical_arch_str``: the 9 445-cell protocol of NAS-Bench-Suite-Zero,
   whose published rho are quoted beside ours).
-* **Published scores, cell by cell**: where ``../shared/data/nb201_zc`` holds the same
+* **Published scores, cell by cell**: where ``--nbsz`` (default ``nb201_zc/`` in the data folder) holds the same
   proxy (NAS-Bench-Suite-Zero, CIFAR-10), Spearman rho between our score and the published
   one on the sampled cells it covers.
 * **Protocol check** (``--protocol-check``): NASWOT and jacob_cov scored again with a batch
@@ -34,8 +34,8 @@ label/data agnosticism, and best-of-N baselines at NASI's time budget.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -44,7 +44,10 @@ import time
 import numpy as np
 from scipy import stats
 
-from nasi_jax import bench, cli, data as data_lib, score
+from _common import (add_data_args, fmt_ms, md_header, md_row, run_record, save_figure,  # noqa: E402
+                     write_result)  # (experiments/ is on sys.path)
+
+from nasi_jax import data as data_lib, nb201_table, records, scoring
 from nasi_jax.spaces import nb201
 
 PUBLISHED_RHO = {  # Spearman vs CIFAR-10 test, 9 445 cells, NAS-Bench-Suite-Zero (PAPER.md section 6)
@@ -60,9 +63,9 @@ AGNOSTIC_MODES = ("real", "random-labels", "random")
 
 def score_proxy(proxy, mode, ops, index, args, images, labels, extra=None, batch_size=None):
     b = batch_size or args.batch_size
-    cfg = score.ScoreConfig(proxy=proxy, batch_size=b, data=mode, **(extra or {}))
+    cfg = scoring.ScoreConfig(proxy=proxy, batch_size=b, data=mode, **(extra or {}))
     out = os.path.join(args.workdir, f"{proxy}_{mode}_b{b}_s{args.seed}.csv")
-    vals = score.score_cells(cfg, ops, seed=args.seed, output=out, index=index, index_kind="nb201",
+    vals = scoring.score_cells(cfg, ops, seed=args.seed, output=out, index=index, index_kind="nb201",
                              images=images if mode != "random" else None,
                              labels=labels if mode == "real" else None, progress=True)
     return vals, cfg
@@ -73,10 +76,10 @@ def measure_rate(cfg, ops, seed, images, labels, n):
     kw = dict(seed=seed, images=images if cfg.data != "random" else None,
               labels=labels if cfg.data == "real" else None, progress=False)
     t0 = time.perf_counter()
-    score.score_cells(cfg, ops[:1], **kw)
+    scoring.score_cells(cfg, ops[:1], **kw)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    score.score_cells(cfg, ops[1:n + 1], **kw)
+    scoring.score_cells(cfg, ops[1:n + 1], **kw)
     return n / (time.perf_counter() - t0), compile_s
 
 
@@ -125,10 +128,7 @@ def scatter(path, names, scores, acc, signs):
         ax.axis("off")
     fig.supylabel("CIFAR-10 test accuracy (%)")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def agnostic_figure(path, base, others):
@@ -146,10 +146,7 @@ def agnostic_figure(path, base, others):
         ax.set_title(f"Spearman {stats.spearmanr(base, vals)[0]:.3f}, "
                      f"Pearson(log) {stats.pearsonr(np.log(base), np.log(vals))[0]:.3f}", fontsize=9)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):
@@ -167,9 +164,7 @@ def main(argv=None):
                    help="score and stop (no throughput, best-of-N or output files)")
     p.add_argument("--rate-cells", type=int, default=32,
                    help="cells timed per proxy (after compiling) for the throughput and best-of-N")
-    p.add_argument("--benchmark", default="../shared/data/nb201/nb201_accuracies.csv")
-    p.add_argument("--nbsz", default="../shared/data/nb201_zc/nbsz_proxies_cifar10.csv")
-    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    add_data_args(p, nbsz=True)
     p.add_argument("--workdir", default="runs/proxies")
     p.add_argument("--search-table", help="nb201_search table JSON (real data, NASI-FIX at 4T): "
                    "NASI's time per seed is the budget")
@@ -180,14 +175,14 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     a = p.parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
-    table = bench.load_nb201_table(a.benchmark)
-    ops, index, _ = score.parse_cells(a.cells, seed=a.seed, table=table)
+    table = nb201_table.load_nb201_table(a.benchmark)
+    ops, index, _ = scoring.parse_cells(a.cells, seed=a.seed, table=table)
     archs = [nb201.arch_to_str(o) for o in ops]
     if "canonical_arch_str" not in table.columns:
         raise SystemExit(f"{a.benchmark} has no canonical_arch_str column (needed for the "
                          "no-unreachable-ops subset)")
     canon = [str(table.columns["canonical_arch_str"][i]) for i in index]
-    accs = {m: np.array([table.lookup(i)[m] for i in index]) for m in bench.METRICS}
+    accs = {m: np.array([table.lookup(i)[m] for i in index]) for m in nb201_table.METRICS}
     masks = {"all": np.ones(len(ops), bool),
              "non_degenerate": np.array([not nb201.is_degenerate(o) for o in ops]),
              "no_unreachable_ops": np.array([a_ == c for a_, c in zip(archs, canon)])}
@@ -208,10 +203,10 @@ def main(argv=None):
         vals, cfg = score_proxy(name, "real", ops[:n], index[:n], a, images, labels, extra.get(name))
         if n < len(ops):  # pad with NaN: correlations below use the scored cells only
             vals = np.concatenate([vals, np.full(len(ops) - n, np.nan)])
-        scores[name], signs[name] = vals, score.PROXIES[name].sign
+        scores[name], signs[name] = vals, scoring.PROXIES[name].sign
         sub = {k: v & ~np.isnan(vals) for k, v in masks.items()}
         subset[name] = n
-        result[name] = {"sign": signs[name], "description": score.PROXIES[name].description,
+        result[name] = {"sign": signs[name], "description": scoring.PROXIES[name].description,
                         "cells": n, "config": dataclasses.asdict(cfg),
                         "published_spearman_cifar10_test": PUBLISHED_RHO.get(name),
                         "correlations": correlations(signs[name] * vals, accs, sub)}
@@ -229,17 +224,17 @@ def main(argv=None):
         sub = {k: v[:n] for k, v in masks.items()}
         protocol[f"{name}@b{b}"] = {
             "proxy": name, "batch_size": b, "cells": n,
-            "correlations": correlations(signs.get(name, score.PROXIES[name].sign) * vals,
+            "correlations": correlations(signs.get(name, scoring.PROXIES[name].sign) * vals,
                                          {m: v[:n] for m, v in accs.items()}, sub),
             "at_batch_size": {"batch_size": a.batch_size, "correlations": correlations(
-                score.PROXIES[name].sign * scores[name][:n], {m: v[:n] for m, v in accs.items()}, sub)}
+                scoring.PROXIES[name].sign * scores[name][:n], {m: v[:n] for m, v in accs.items()}, sub)}
             if name in scores else None}
     if a.score_only:
         for mode in AGNOSTIC_MODES[1:]:
             score_proxy("nasi", mode, ops, index, a, images, labels)
         return
     for name in proxies:  # throughput, measured after all scoring (a quiet machine)
-        cfg = score.ScoreConfig(proxy=name, batch_size=a.batch_size, data="real", **extra.get(name, {}))
+        cfg = scoring.ScoreConfig(proxy=name, batch_size=a.batch_size, data="real", **extra.get(name, {}))
         n = min(a.rate_cells, 8) if name in slow else a.rate_cells
         rate_file = os.path.join(a.workdir, f"{name}_rate_b{a.batch_size}_n{n}.json")
         if os.path.exists(rate_file):  # measured by an earlier run of this command
@@ -248,7 +243,7 @@ def main(argv=None):
             rates[name], compile_s = saved["cells_per_s"], saved["compile_s"]
         else:
             rates[name], compile_s = measure_rate(cfg, ops, a.seed, images, labels, n)
-            cli.write_json_atomic(rate_file, {"cells_per_s": rates[name], "compile_s": compile_s,
+            records.write_json_atomic(rate_file, {"cells_per_s": rates[name], "compile_s": compile_s,
                                               "cells": n, "config": dataclasses.asdict(cfg)})
         result[name].update(cells_per_s=rates[name], compile_s=compile_s, rate_cells=n)
         print(f"[proxies] {name}: {rates[name]:.2f} cells/s after a {compile_s:.0f}s compile",
@@ -298,23 +293,23 @@ def main(argv=None):
                 picks.append(int(cand[np.argmax(signs[name] * scores[name][cand])]))
             baselines[name] = {"budget_s": budget, "budget_search_network": st["search_network"],
                                "N": n, "capped": n == len(pool),
-                               "summary": {m: bench.summarize(accs[m][picks]) for m in bench.METRICS}}
+                               "summary": {m: nb201_table.summarize(accs[m][picks]) for m in nb201_table.METRICS}}
         picks = rng.choice(len(ops), size=10, replace=False)
-        baselines["random cell"] = {"N": 1, "summary": {m: bench.summarize(accs[m][picks]) for m in bench.METRICS}}
+        baselines["random cell"] = {"N": 1, "summary": {m: nb201_table.summarize(accs[m][picks])
+                                                        for m in nb201_table.METRICS}}
 
     fig = os.path.splitext(a.output)[0] + "_scatter.png"
     scatter(fig, proxies, scores, accs["cifar10_test"], signs)  # NaN (unscored) points are not drawn
-    out = {"command": " ".join(["python"] + sys.argv), "cells": len(ops), "seed": a.seed,
-           "batch_size": a.batch_size, "data": "real", "subsets": {k: int(v.sum()) for k, v in masks.items()},
-           "proxies": result, "label_data_agnostic": agn, "best_of_n": baselines,
-           "protocol_check": protocol,
-           "scatter_png": fig, "wall_time_s": time.perf_counter() - t0, "versions": cli.versions()}
-    cli.write_json_atomic(a.output, out)
+    out = run_record(__file__, argv, cells=len(ops), seed=a.seed, batch_size=a.batch_size, data="real",
+                     subsets={k: int(v.sum()) for k, v in masks.items()},
+                     proxies=result, label_data_agnostic=agn, best_of_n=baselines,
+                     protocol_check=protocol,
+                     scatter_png=fig, wall_time_s=time.perf_counter() - t0)
     md = [f"Command: `{out['command']}`", "",
           f"{len(ops)} cells (seed {a.seed}), batch {a.batch_size} of real CIFAR-10; ρ/τ of sign·score; "
           f"subsets: {out['subsets']}", "",
-          "| proxy | cells | sign | ρ C10 test | ρ C10 test (no unreachable ops) | published ρ | τ C10 test | ρ C100 | ρ IN16 | ρ C10 valid | ρ vs published scores | cells/s |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *md_header("proxy", "cells", "sign", "ρ C10 test", "ρ C10 test (no unreachable ops)", "published ρ",
+                     "τ C10 test", "ρ C100", "ρ IN16", "ρ C10 valid", "ρ vs published scores", "cells/s")]
     for name in proxies:
         c = result[name]["correlations"]
         pub = result[name]["published_spearman_cifar10_test"]
@@ -331,7 +326,8 @@ def main(argv=None):
                       f"{c['cifar100_test/all']['spearman']:.3f} | {c['imagenet16_test/all']['spearman']:.3f} | "
                       f"{c['cifar10_valid/all']['spearman']:.3f} | - | - |")
     if agn:
-        md += ["", "| NASI score: true labels vs | Pearson | Pearson (log) | Spearman | its ρ C10 test |", "|---|---|---|---|---|"]
+        md += ["", *md_header("NASI score: true labels vs", "Pearson", "Pearson (log)", "Spearman",
+                              "its ρ C10 test")]
         for mode, r in agn.items():
             md.append(f"| {mode} | {r['pearson']:.3f} | {r['pearson_log']:.3f} | {r['spearman']:.3f} | {r['spearman_vs_cifar10_test']:.3f} |")
     if baselines:
@@ -339,25 +335,22 @@ def main(argv=None):
         md += ["", f"Best-of-N at NASI's budget: {budget:.1f} s, one NASI-FIX 4T search (search network "
                f"N = {sn['cells_per_stage']}, b = {sn['batch_size']}); N = budget x the proxy's cells/s "
                f"(scoring network N = 5, b = {a.batch_size}), drawn from the scored sample; 10 draws.",
-               "", "| best-of-N by | N | CIFAR-10 test | CIFAR-100 test | ImageNet16-120 test | CIFAR-10 valid |",
-               "|---|---|---|---|---|---|"]
+               "", *md_header("best-of-N by", "N", "CIFAR-10 test", "CIFAR-100 test", "ImageNet16-120 test",
+                              "CIFAR-10 valid")]
         for name, r in baselines.items():
             s = r["summary"]
-            md.append(f"| {name} | {r['N']}{' (capped)' if r.get('capped') else ''} | " + " | ".join(
-                f"{s[m]['mean']:.2f}±{s[m]['std']:.2f}" for m in ("cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid")) + " |")
+            md.append(md_row([name, f"{r['N']}{' (capped)' if r.get('capped') else ''}", *(
+                fmt_ms(s[m]) for m in ("cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid"))]))
     if protocol:
         md += ["", "Batch size, the protocol check: the same cells scored with a larger batch "
                "(NASWOT used 128 examples, NAS-Bench-Suite-Zero 64; ρ vs CIFAR-10 test, all / no unreachable ops).", "",
-               "| proxy | cells | ρ at b = %d | ρ at the larger b |" % a.batch_size, "|---|---|---|---|"]
+               *md_header("proxy", "cells", "ρ at b = %d" % a.batch_size, "ρ at the larger b")]
         for key, r in protocol.items():
             c, c0 = r["correlations"], (r["at_batch_size"] or {}).get("correlations")
             fmt = lambda c: f"{c['cifar10_test/all']['spearman']:.3f} / {c['cifar10_test/no_unreachable_ops']['spearman']:.3f}"
             md.append(f"| {r['proxy']} | {r['cells']} | {fmt(c0) if c0 else '-'} | {fmt(c)} (b = {r['batch_size']}) |")
     text = "\n".join(md) + "\n"
-    tmp = os.path.splitext(a.output)[0] + ".md.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, os.path.splitext(a.output)[0] + ".md")
+    write_result(a.output, out, text)
     print(text)
 
 

@@ -2,21 +2,25 @@
 
     python experiments/results_page.py
 
-Reads ``docs/runs/nb201_tune.{json,md}``, ``docs/runs/nb201_search_table.{json,md}`` and
-``docs/runs/proxy_correlation.{json,md}`` (written by ``experiments/nb201_search.py`` and
+Reads ``docs/runs/nb201_tune.{json,md}``, ``docs/runs/nb201_search_table.{json,md}``,
+``docs/runs/nb201_modes_*.{json,md}``, ``docs/runs/nb201_heldout.{json,md}``,
+``docs/runs/nb201_default_*_s3000.json`` and ``docs/runs/proxy_correlation.{json,md}`` (written
+by ``experiments/nb201_search.py``, ``experiments/nb201_modes.py``, ``nasi search`` and
 ``experiments/proxy_correlation.py``); every number on the page comes from those files, and
-the gaps to the paper are computed here.
+the gaps to the paper and the held-out differences are computed here.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-from nasi_jax import bench
+from _common import add_data_args, fmt_ms, save_figure  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax import nb201_table, records
 
 RUNS = "docs/runs"
 PAPER_4T = {"cifar10_test": (93.55, 0.10), "cifar100_test": (71.20, 0.14), "imagenet16_test": (44.84, 1.41)}
@@ -33,7 +37,7 @@ def search_figure(tables, benchmark, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    tab = bench.load_nb201_table(benchmark)
+    tab = nb201_table.load_nb201_table(benchmark)
     rows = [(t["search_network"]["cells_per_stage"], r) for t in tables for r in t["results"]
             if r["method"] in ("NASI-FIX", "NASI-ADA")]
     fig, ax = plt.subplots(figsize=(11, 3.8))
@@ -50,10 +54,7 @@ def search_figure(tables, benchmark, path):
     ax.set_title("NB201 cells selected by NASI (one dot per seed; bar = mean)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def tried(tune, table):
@@ -66,9 +67,9 @@ def tried(tune, table):
         lines.append(f"* The paper's DARTS values untuned (mu={c['mu']:g}, nu={c['nu']:g} fixed, b={c['batch_size']}, "
                      f"tau={c['tau']:g}, argmax read-out) on the full NB201 supernet (C={c['channels']}, "
                      f"N={c['cells_per_stage']}), T={c['steps']}, {sm['cifar10_test']['n']} seeds, real data "
-                     f"(`{d['command']}`, `docs/runs/nb201_real_s5_t100.json`): CIFAR-10 {_fmt(sm['cifar10_test'])}, "
-                     f"CIFAR-100 {_fmt(sm['cifar100_test'])}, ImageNet16-120 {_fmt(sm['imagenet16_test'])}, "
-                     f"valid {_fmt(sm['cifar10_valid'])}.")
+                     f"(`{d['command']}`, `docs/runs/nb201_real_s5_t100.json`): CIFAR-10 {fmt_ms(sm['cifar10_test'])}, "
+                     f"CIFAR-100 {fmt_ms(sm['cifar100_test'])}, ImageNet16-120 {fmt_ms(sm['imagenet16_test'])}, "
+                     f"valid {fmt_ms(sm['cifar10_valid'])}.")
     for v in ("fix", "ada"):
         c = tune["choice"][v]
         r = next(x for x in table["results"] if x["data"] == "real" and x["method"] == f"NASI-{v.upper()}"
@@ -78,10 +79,6 @@ def tried(tune, table):
                      f"table's seeds. The difference is the spread between seeds and the optimism of picking the "
                      f"best of a large grid on 8 seeds.")
     return lines
-
-
-def _fmt(summary):
-    return f"{summary['mean']:.2f}±{summary['std']:.2f}"
 
 
 def _gaps(table, label):
@@ -96,6 +93,99 @@ def _gaps(table, label):
                      for m, (pm, _) in paper.items()]
             out.append(f"* {label}, {method}, {'4T' if steps == 400 else 'T'} = {steps}, real data: " + "; ".join(parts))
     return out
+
+
+MODE_NAMES = {"real": "CIFAR-10 images and labels", "random-labels": "CIFAR-10 images, random labels",
+              "random": "Gaussian inputs, random labels (no data)"}
+
+
+def front_door():
+    """What `nasi search --space nb201` gives on seeds the project never used (section 0)."""
+    lines = ["## 0. The front door: `nasi search --space nb201`", "",
+             "The default search is the preset chosen on validation accuracy for the data it is given "
+             "(`nb201-random` without data, `nb201-real` with `--data real`; every value and where it came "
+             "from: [presets.md](presets.md)). Four seeds never used elsewhere in the project (3000-3003), "
+             "the command as a newcomer types it plus `--benchmark`:", ""]
+    for name in ("nb201_default_random_s3000", "nb201_default_real_s3000"):
+        d = json.loads(_read(name + ".json"))
+        sm = d["summary"]
+        lines += [f"* `{d['command']}` (`docs/runs/{name}.json`): CIFAR-10 {fmt_ms(sm['cifar10_test'])}, "
+                  f"CIFAR-100 {fmt_ms(sm['cifar100_test'])}, ImageNet16-120 {fmt_ms(sm['imagenet16_test'])}, "
+                  f"valid {fmt_ms(sm['cifar10_valid'])}; median rank by CIFAR-10 test "
+                  f"{int(np.median([r['benchmark']['rank_cifar10_test'] for r in d['seeds']]))} of "
+                  f"{d['seeds'][0]['benchmark']['table_rows']}; {d['wall_time_s']:.0f} s wall "
+                  f"({d['compile_time_s']:.0f} s compiling, {d['per_step_s']:.3f} s per step per seed)."]
+    old = json.loads(_read("nb201_random_s5_t100.json"))["summary"]["cifar10_test"]
+    lines += ["", f"Before presets (0.1.0) the same command ran the paper's DARTS values on Gaussian inputs "
+              f"and selected cells at {fmt_ms(old)} (`docs/runs/nb201_random_s5_t100.json`, seeds 0-4); "
+              "`--preset paper` still runs exactly that.", ""]
+    return lines
+
+
+def modes_tune_section():
+    t = json.loads(_read("nb201_modes_tune.json"))
+    keep = all(t["modes"][m][v]["decision"] == "keep the real-data values" for m in t["modes"] for v in ("fix", "ada"))
+    return ["### 1b. The values carry across the three data modes (full depth)", "",
+            "Procedure (`experiments/nb201_modes.py`, docstring): " + t["procedure"].replace("\n", " "), "",
+            _read("nb201_modes_tune.md").strip(), "",
+            ("Every data mode keeps the real-data values: no mode's own best grid point beats them by more than "
+             "two standard errors of the paired per-seed difference, so `--data` selects presets with the same "
+             "values (`nb201-random`, `nb201-random-labels`, `nb201-real`) and they differ only in the data." if keep
+             else "At least one data mode takes its own values (table above)."), ""]
+
+
+def modes_table_section():
+    t = json.loads(_read("nb201_modes_table.json"))
+    tm = t["timing"]
+    h = json.loads(_read("nb201_heldout.json"))
+    lines = ["### 2a. Full depth (N = 5), three data modes: the paper's Table 2 question on NB201", "",
+             f"Search network: NB201 skeleton, C = 16, N = 5, b = 8, tau = 0.5, each mode's presets (NASI-FIX: "
+             f"`nb201-<mode>`, NASI-ADA: `nb201-<mode>-ada`); seeds 0-9; mean ± population std. T and 4T come "
+             f"from one 400-step mu = 0 run per mode, replayed (`nasi_jax.search.replay`). `s > nu`: share of "
+             f"steps with the hinge active. `budget s / seed`: one seed of `nb201-random` searched alone for "
+             f"400 steps ({tm['search_4T_s']:.1f} s, compile {tm['compile_s']:.0f} s apart; T is its first "
+             f"quarter; `nb201_modes.py timing`, nothing else running). Baselines at that budget: a uniform "
+             f"random cell, and best-of-k by parameter count, where k is what `nasi score --proxy params` "
+             f"scores in the budget ({tm['params_cells_per_s']:.0f} cells/s here, so k covers the whole "
+             f"space and the row is the cell with the most parameters).", "",
+             _read("nb201_modes_table.md").split("\n", 2)[2].strip(), ""]
+    fix = {(r["data"], r["steps"]): r["summary"] for r in t["results"] if r["method"] == "NASI-FIX"}
+    par = next(r["summary"] for r in t["results"] if r["method"].startswith("best-of-k"))
+    c10 = {m: fix[(m, 100)]["cifar10_test"]["mean"] for m in ("real", "random-labels", "random")}
+    spread = max(c10.values()) - min(c10.values())
+    std = min(fix[(m, 100)]["cifar10_test"]["std"] for m in c10)
+    nocap = {(r["data"], r["steps"]): r["summary"]["cifar10_test"] for r in t["results"]
+             if r["method"].startswith("no ceiling")}
+    worse = all(nocap[k]["mean"] < fix[k]["cifar10_test"]["mean"] and nocap[k]["std"] > fix[k]["cifar10_test"]["std"]
+                for k in nocap)
+    lines += [f"**Label- and data-agnostic at full depth.** NASI-FIX at T selects cells with "
+              f"{c10['real']:.2f} (real data), {c10['random-labels']:.2f} (random labels) and {c10['random']:.2f} "
+              f"(no data at all) CIFAR-10 test accuracy: a spread of {spread:.2f} between modes, "
+              + ("below one seed-std (" if spread < std else "above the smallest seed-std (") + f"{std:.2f}), "
+              "the answer the paper's Table 2 gives on NB-1Shot1 and DARTS."
+              + (" Without the ceiling (mu = 0) every mode and budget is worse and less stable." if worse else ""),
+              "",
+              f"**Against the cheap baselines.** The parameter-count baseline at the same budget reaches "
+              f"{par['cifar10_test']['mean']:.2f} / {par['cifar100_test']['mean']:.2f} / "
+              f"{par['imagenet16_test']['mean']:.2f}: above NASI on CIFAR-10 and CIFAR-100 by "
+              f"{par['cifar10_test']['mean'] - c10['real']:.2f} and "
+              f"{par['cifar100_test']['mean'] - fix[('real', 100)]['cifar100_test']['mean']:.2f} points, below it "
+              f"on ImageNet16-120 by {fix[('real', 100)]['imagenet16_test']['mean'] - par['imagenet16_test']['mean']:.2f}. "
+              "NASI is far above a uniform random cell in every mode.", "",
+              "### 2b. Held-out check: the chosen presets on seeds used by nothing else", "",
+              "Each data mode's FIX preset re-run as fresh searches (not replays) on seeds 2000-2009:", "",
+              _read("nb201_heldout.md").split("\n", 2)[2].strip(), ""]
+    diffs = []
+    for r in h["results"]:
+        a, b = r["summary"]["cifar10_test"], fix[(r["data"], 100)]["cifar10_test"]
+        diffs.append(f"{r['data']} {a['mean'] - b['mean']:+.2f} (std {max(a['std'], b['std']):.2f})")
+    lines += ["Held-out minus the table's T row, CIFAR-10 test: " + "; ".join(diffs) + ". Every difference is "
+              "inside one seed-std: the table's numbers were not an artefact of its seeds."
+              if all(abs(r["summary"]["cifar10_test"]["mean"] - fix[(r["data"], 100)]["cifar10_test"]["mean"])
+                     <= max(r["summary"]["cifar10_test"]["std"], fix[(r["data"], 100)]["cifar10_test"]["std"])
+                     for r in h["results"])
+              else "Held-out minus the table's T row, CIFAR-10 test: " + "; ".join(diffs) + ".", ""]
+    return lines
 
 
 def _table_section(table, md_name):
@@ -114,7 +204,11 @@ def _table_section(table, md_name):
 
 
 def main(argv=None):
-    benchmark = "../shared/data/nb201/nb201_accuracies.csv"
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_args(p, data_dir=False)
+    p.add_argument("--output", default="docs/results.md")
+    a = p.parse_args(argv)
+    benchmark = a.benchmark
     tune = json.loads(_read("nb201_tune.json"))
     table = json.loads(_read("nb201_search_table.json"))
     have = lambda n: os.path.exists(os.path.join(RUNS, n))
@@ -122,7 +216,8 @@ def main(argv=None):
     table5 = json.loads(_read("nb201_search_table_n5.json")) if have("nb201_search_table_n5.json") else None
     prox = json.loads(_read("proxy_correlation.json")) if have("proxy_correlation.json") else None
     fig = os.path.join(RUNS, "nb201_search_table.png")
-    search_figure([t for t in (table5, table) if t], benchmark, fig)
+    modes = json.loads(_read("nb201_modes_table.json")) if have("nb201_modes_table.json") else table5
+    search_figure([t for t in (modes, table) if t], benchmark, fig)
     machine = (f"{table['versions'].get('cpu_count')}-core CPU ({table['versions'].get('backend')}), "
                f"jax {table['versions'].get('jax')}")
     page = [
@@ -133,6 +228,10 @@ def main(argv=None):
         f"numbers (the search and scores are deterministic; raw runs are cached under `runs/`). This page "
         f"is assembled by `python experiments/results_page.py`.",
         "",
+    ]
+    if have("nb201_default_random_s3000.json"):
+        page += front_door()
+    page += [
         "## 1. Hyper-parameters, chosen on validation accuracy only",
         "",
         "Procedure (`experiments/nb201_search.py`, docstring): " + tune["procedure"].replace("\n", " "),
@@ -155,15 +254,20 @@ def main(argv=None):
             "On validation accuracy the one-cell search network is not worse.",
             "",
         ]
+    if have("nb201_modes_tune.json"):
+        page += modes_tune_section()
     page += ["## 2. Search results (NB201, searched on CIFAR-10)", ""]
     gaps = []
-    if table5:
+    if have("nb201_modes_table.json"):
+        page += modes_table_section()
+        gaps += _gaps(json.loads(_read("nb201_modes_table.json")), "N = 5")
+    elif table5:
         page += [f"### 2a. Full-depth search network (N = {table5['search_network']['cells_per_stage']}), "
                  f"data modes: {', '.join(sorted({r['data'] for r in table5['results'] if r['data'] != '-'}))}", "",
                  *_table_section(table5, "nb201_search_table_n5.md")]
         gaps += _gaps(table5, f"N = {table5['search_network']['cells_per_stage']}")
-    page += [f"### 2b. One-cell-per-stage search network (N = {table['search_network']['cells_per_stage']}), "
-             "all three data modes (the paper's Table 2 question on NB201)", "",
+    page += [f"### 2c. One-cell-per-stage search network (N = {table['search_network']['cells_per_stage']}), "
+             "all three data modes (an earlier, cheaper search network)", "",
              *_table_section(table, "nb201_search_table.md"),
              f"![selected cells]({os.path.relpath(fig, 'docs')})", ""]
     gaps += _gaps(table, f"N = {table['search_network']['cells_per_stage']}")
@@ -193,11 +297,7 @@ def main(argv=None):
             "",
         ]
     text = "\n".join(page) + "\n"
-    out = "docs/results.md"
-    tmp = out + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, out)
+    records.write_text_atomic(a.output, text)
     print(text)
 
 

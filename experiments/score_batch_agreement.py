@@ -20,7 +20,9 @@ import time
 import numpy as np
 from scipy import stats
 
-from nasi_jax import bench, cli, score
+from _common import add_data_args, run_record, write_result  # experiments/ is on sys.path
+
+from nasi_jax import nb201_table, scoring
 from nasi_jax.spaces import nb201
 
 
@@ -29,19 +31,19 @@ def main(argv=None):
     p.add_argument("--cells", type=int, default=200)
     p.add_argument("--batch-sizes", default="8,16,64")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--benchmark", required=True)
+    add_data_args(p, data_dir=False)
     p.add_argument("--output")
     a = p.parse_args(argv)
-    table = bench.load_nb201_table(a.benchmark)
-    ops, index, kind = score.parse_cells(a.cells, seed=a.seed, table=table)
+    table = nb201_table.load_nb201_table(a.benchmark)
+    ops, index, kind = scoring.parse_cells(a.cells, seed=a.seed, table=table)
     sizes = [int(b) for b in a.batch_sizes.split(",")]
     acc = np.array([table.lookup(nb201.arch_to_str(o))["cifar10_test"] for o in ops])
     ok = np.array([not nb201.is_degenerate(o) for o in ops])
     scores, times = {}, {}
     for b in sizes:
         t0 = time.perf_counter()
-        scores[b] = score.score_cells(score.ScoreConfig(batch_size=b), ops, a.seed, index=index,
-                                      index_kind=kind, progress=True)
+        scores[b] = scoring.score_cells(scoring.ScoreConfig(batch_size=b), ops, a.seed, index=index,
+                                        index_kind=kind, progress=True)
         times[b] = time.perf_counter() - t0
     ref = max(sizes)
     rows = []
@@ -53,10 +55,9 @@ def main(argv=None):
             "spearman_vs_c10_test_nondegenerate": float(stats.spearmanr(scores[b][ok], acc[ok])[0]),
         })
         print(json.dumps(rows[-1]), file=sys.stderr)
-    out = {"command": "python " + " ".join(sys.argv), "cells": len(ops), "seed": a.seed,
-           "non_degenerate": int(ok.sum()), "rows": rows, "versions": cli.versions()}
+    out = run_record(__file__, argv, cells=len(ops), seed=a.seed, non_degenerate=int(ok.sum()), rows=rows)
     if a.output:
-        cli.write_json_atomic(a.output, out)
+        write_result(a.output, out)
     print(json.dumps(out))
 
 

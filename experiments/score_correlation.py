@@ -19,17 +19,19 @@ import sys
 import numpy as np
 from scipy import stats
 
-from nasi_jax import bench, cli
+from _common import add_data_args, run_record, write_result  # experiments/ is on sys.path
+
+from nasi_jax import nb201_table
 from nasi_jax.spaces import nb201
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scores", required=True)
-    p.add_argument("--benchmark", required=True)
+    add_data_args(p, data_dir=False)
     p.add_argument("--output")
     a = p.parse_args(argv)
-    table = bench.load_nb201_table(a.benchmark)
+    table = nb201_table.load_nb201_table(a.benchmark)
     with open(a.scores) as fh:
         reader = csv.reader(fh)
         header = next(reader)
@@ -38,10 +40,9 @@ def main(argv=None):
     archs = [r[1] for r in rows]
     score = np.array([float(r[2]) for r in rows])
     ok = np.array([not nb201.is_degenerate(nb201.parse_arch(s)) for s in archs])
-    out = {"command": "python " + " ".join(sys.argv), "scores": a.scores, "proxy": name,
-           "cells": len(rows), "non_degenerate": int(ok.sum()), "metrics": {},
-           "versions": cli.versions()}
-    for m in bench.METRICS:
+    out = run_record(__file__, argv, scores=a.scores, proxy=name, cells=len(rows),
+                     non_degenerate=int(ok.sum()), metrics={})
+    for m in nb201_table.METRICS:
         acc = np.array([table.lookup(s)[m] for s in archs])
         out["metrics"][m] = {
             "spearman_all": float(stats.spearmanr(score, acc)[0]),
@@ -53,7 +54,7 @@ def main(argv=None):
         print(f"{m:16s} spearman {r['spearman_all']:.3f} (non-degenerate {r['spearman_non_degenerate']:.3f})"
               f"  kendall {r['kendall_all']:.3f} ({r['kendall_non_degenerate']:.3f})", file=sys.stderr)
     if a.output:
-        cli.write_json_atomic(a.output, out)
+        write_result(a.output, out)
     print(json.dumps({k: out[k] for k in ("proxy", "cells", "metrics")}))
 
 

@@ -19,7 +19,7 @@ inputs, with the stated bound ``n0^-1 * Z * D(gamma)``, on the neural-tangents M
   largest difference such inputs give; for the all-linear net ``T = L E||x||^2 / n0`` exactly.
 * Per architecture: ``T(P) = mean_x Theta(x, x)`` (one output) from the analytic NTK and
   from the empirical NTK at ``--width`` (``--seeds`` initialisations; full trace from
-  :func:`nasi_jax.ntk.exact_trace` divided by ``N K``), ``Delta = |T(P) - T(Q)|`` and, where
+  :func:`nasi_jax.core.ntk.exact_trace` divided by ``N K``), ``Delta = |T(P) - T(Q)|`` and, where
   the assumptions hold (ReLU/linear layers, gamma = 1), the bound ``Z L / n0`` with ``L = 4``
   weight layers. Also: Spearman rho across all 64 architectures between ``T(P)`` and
   ``T(Q)`` (does the ranking, which is what NASI uses, survive the change of inputs?).
@@ -41,7 +41,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from nasi_jax import cli, ntk  # noqa: E402
+from _common import add_data_args, run_record, save_figure, write_result  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax.core import ntk  # noqa: E402
 from nasi_jax.theory import agnostic, inputs, kernels, spaces  # noqa: E402
 
 
@@ -98,8 +100,7 @@ def figure(path, res, mix):
     ax.legend(fontsize=7)
     ax.set_title("mixtures Q_eps = (1 - eps) P + eps Q")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -110,7 +111,7 @@ def main(argv=None):
     p.add_argument("--archs", default=None,
                    help="N (the first N architectures of the space) or a comma-separated list of "
                         "architectures, e.g. relu-relu-relu,linear-linear-linear (default: all 64)")
-    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    add_data_args(p, benchmark=False)
     p.add_argument("--output", default="docs/runs/theory_agnostic.json")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -180,14 +181,14 @@ def main(argv=None):
     stem = os.path.splitext(a.output)[0]
     mix = {"points": points}
     figure(stem + ".png", res, mix)
-    cli.write_json_atomic(a.output, {
-        "command": "python experiments/theory_agnostic.py " + " ".join(argv or sys.argv[1:]),
-        "inputs": {"P": f"{a.examples} CIFAR-10 train images, 8x8 (n0 = {n0}), divided by the "
-                        "largest norm", "Q": "Gaussian, same mean squared norm, projected into the "
-                        "unit ball", "Z": "2 (P atomic, Q with a density)"},
-        "width": a.width, "seeds": seeds, "dtype": "float64", "archs": res, "mixtures": mix,
-        "summary": summary, "figure": os.path.basename(stem + ".png"),
-        "wall_s": round(time.perf_counter() - t0, 1), "versions": cli.versions()})
+    write_result(a.output, run_record(
+        __file__, argv,
+        inputs={"P": f"{a.examples} CIFAR-10 train images, 8x8 (n0 = {n0}), divided by the "
+                     "largest norm", "Q": "Gaussian, same mean squared norm, projected into the "
+                     "unit ball", "Z": "2 (P atomic, Q with a density)"},
+        width=a.width, seeds=seeds, dtype="float64", archs=res, mixtures=mix,
+        summary=summary, figure=os.path.basename(stem + ".png"),
+        wall_s=round(time.perf_counter() - t0, 1)))
     print(json.dumps(summary))
 
 

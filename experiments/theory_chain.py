@@ -4,7 +4,7 @@
     python experiments/theory_chain.py --cells 200 --output docs/runs/theory_chain.json
 
 * **Cells**: the first ``--cells`` of the seeded uniform sample that
-  ``experiments/proxy_correlation.py`` uses (``nasi_jax.score.parse_cells(1000, seed=0)``),
+  ``experiments/proxy_correlation.py`` uses (``nasi_jax.scoring.parse_cells(1000, seed=0)``),
   and scores are cached block by block (resumable CSVs in ``--workdir``, one per block of 100
   cells; the first block's name and settings are those of ``proxy_correlation.py``, so its
   exact traces of the first 100 cells can be copied in rather than recomputed).
@@ -34,8 +34,9 @@ import time
 import numpy as np
 from scipy import stats
 
-from nasi_jax import bench, cli, data as data_lib, score
-from nasi_jax.spaces import nb201
+from _common import add_data_args, run_record, save_figure, write_result  # experiments/ is on sys.path
+
+from nasi_jax import data as data_lib, nb201_table, scoring
 
 SAMPLE = 1000  # the proxy_correlation sample; its first cells are used here
 BLOCK = 100
@@ -48,7 +49,7 @@ def score_blocks(cfg, ops, index, workdir, seed, images, labels):
         hi = min(lo + BLOCK, len(ops))
         tag = "" if lo == 0 else f"_cells{lo}-{hi}"
         path = os.path.join(workdir, f"{cfg.proxy}_{cfg.data}_b{cfg.batch_size}_s{seed}{tag}.csv")
-        out.append(score.score_cells(
+        out.append(scoring.score_cells(
             cfg, ops[lo:hi], seed=seed, output=path, index=index[lo:hi], index_kind="nb201",
             images=images if cfg.data != "random" else None,
             labels=labels if cfg.data == "real" else None, progress=True))
@@ -89,8 +90,7 @@ def figure(path, names, scores, acc, rho):
         ax.set_title(f"rho = {stats.spearmanr(exact, scores[other]).statistic:.3f}")
     fig.colorbar(sc, ax=axes[2], label="CIFAR-10 test acc. (%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -100,8 +100,7 @@ def main(argv=None):
     p.add_argument("--exact-batch", type=int, default=16)
     p.add_argument("--batch-sizes", default="8,16,64")
     p.add_argument("--agnostic-batch", type=int, default=16)
-    p.add_argument("--benchmark", default="../shared/data/nb201/nb201_accuracies.csv")
-    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    add_data_args(p)
     p.add_argument("--workdir", default="runs/theory_chain",
                    help="resumable CSV cache; its first block of exact traces may be copied from "
                         "experiments/proxy_correlation.py's workdir (same cells, same settings)")
@@ -110,8 +109,8 @@ def main(argv=None):
     if not 2 < a.cells <= SAMPLE:
         raise SystemExit(f"--cells must be in 3..{SAMPLE}, got {a.cells}")
     os.makedirs(a.workdir, exist_ok=True)
-    table = bench.load_nb201_table(a.benchmark)
-    ops, index, _ = score.parse_cells(SAMPLE, seed=a.seed, table=table)
+    table = nb201_table.load_nb201_table(a.benchmark)
+    ops, index, _ = scoring.parse_cells(SAMPLE, seed=a.seed, table=table)
     ops, index = ops[:a.cells], index[:a.cells]
     acc = np.array([table.lookup(i)["cifar10_test"] for i in index])
     images, labels = data_lib.load_data_for_mode("real", a.data_dir)
@@ -123,7 +122,7 @@ def main(argv=None):
     scores, configs = {}, {}
     for name, proxy, mode, b in runs:
         print(f"[chain] {name}", file=sys.stderr, flush=True)
-        cfg = score.ScoreConfig(proxy=proxy, batch_size=b, data=mode)
+        cfg = scoring.ScoreConfig(proxy=proxy, batch_size=b, data=mode)
         scores[name] = score_blocks(cfg, ops, index, a.workdir, a.seed, images, labels)
         configs[name] = dataclasses.asdict(cfg)
     names = [r[0] for r in runs]
@@ -133,21 +132,20 @@ def main(argv=None):
     vs_acc = {x: float(stats.spearmanr(scores[x], acc).statistic) for x in names}
     stem = os.path.splitext(a.output)[0]
     figure(stem + ".png", names, scores, acc, rho)
-    result = {
-        "command": "python experiments/theory_chain.py " + " ".join(argv or sys.argv[1:]),
-        "cells": a.cells, "sample": f"score.parse_cells({SAMPLE}, seed={a.seed})[:{a.cells}]",
-        "seed": a.seed, "runs": [{"name": n, "proxy": pr, "data": m, "batch_size": b,
-                                  "config": configs[n]} for n, pr, m, b in runs],
-        "spearman_matrix": {"names": names, "rho": rho.round(4).tolist()},
-        "pairs": pairs, "spearman_vs_cifar10_test": vs_acc,
-        "infinite_width": "not defined for NB201 cells (BatchNorm with batch statistics); "
-                          "see docs/runs/theory_width.json for the stax spaces",
-        "figure": os.path.basename(stem + ".png"),
-        "wall_s_this_run": round(time.perf_counter() - t0, 1),
-        "wall_note": "scores already in --workdir are read back, not recomputed",
-        "versions": cli.versions(),
-    }
-    cli.write_json_atomic(a.output, result)
+    result = run_record(
+        __file__, argv,
+        cells=a.cells, sample=f"score.parse_cells({SAMPLE}, seed={a.seed})[:{a.cells}]",
+        seed=a.seed, runs=[{"name": n, "proxy": pr, "data": m, "batch_size": b,
+                            "config": configs[n]} for n, pr, m, b in runs],
+        spearman_matrix={"names": names, "rho": rho.round(4).tolist()},
+        pairs=pairs, spearman_vs_cifar10_test=vs_acc,
+        infinite_width="not defined for NB201 cells (BatchNorm with batch statistics); "
+                       "see docs/runs/theory_width.json for the stax spaces",
+        figure=os.path.basename(stem + ".png"),
+        wall_s_this_run=round(time.perf_counter() - t0, 1),
+        wall_note="scores already in --workdir are read back, not recomputed",
+    )
+    write_result(a.output, result)
     for n in names[1:]:
         print(f"[chain] rho(exact, {n}) = {rho[0, names.index(n)]:.3f}", file=sys.stderr)
     print(json.dumps({"rho_exact_vs_eq12": {n: round(float(rho[0, names.index(n)]), 4)

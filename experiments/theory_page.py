@@ -13,6 +13,10 @@ import os
 import numpy as np
 from scipy import stats
 
+from _common import fmt_num as fmt, md_header, md_row  # experiments/ is on sys.path
+
+from nasi_jax import records
+
 RUNS = "docs/runs"
 
 
@@ -25,10 +29,6 @@ def load(name, runs):
         return json.load(fh)
 
 
-def fmt(v, d=3):
-    return "–" if v is None else f"{v:.{d}f}"
-
-
 def width_section(w):
     out = ["## 1. Finite vs infinite width", "",
            f"`{w['command']}` — {w['inputs']}, {w['dtype']}, {w['parameterisation']}. Weights for "
@@ -38,12 +38,11 @@ def width_section(w):
         ke, te = np.array(r["kernel_error"]), np.array(r["trace_error"])
         out += [f"**{space}** ({len(r['archs'])} architectures × {len(r['seeds'])} seeds; "
                 f"{r['seconds']:.0f} s):", "",
-                "| width | " + " | ".join(str(x) for x in r["widths"]) + " |",
-                "|---|" + "---|" * len(r["widths"]),
-                "| kernel error (mean) | " + " | ".join(fmt(v) for v in ke.mean(axis=(0, 2))) + " |",
-                "| trace error (mean) | " + " | ".join(fmt(v) for v in te.mean(axis=(0, 2))) + " |",
-                "| Spearman(empirical trace, analytic) | "
-                + " | ".join(fmt(v) for v in r["rank_corr_by_width"]) + " |", ""]
+                *md_header("width", *(str(x) for x in r["widths"])),
+                md_row(["kernel error (mean)", *(fmt(v) for v in ke.mean(axis=(0, 2)))]),
+                md_row(["trace error (mean)", *(fmt(v) for v in te.mean(axis=(0, 2)))]),
+                md_row(["Spearman(empirical trace, analytic)", *(fmt(v) for v in r["rank_corr_by_width"])]),
+                ""]
         sl = np.array(r["slope_per_arch"])
         m = ke.mean(axis=(0, 2))
         local = np.diff(np.log(m)) / np.diff(np.log(np.array(r["widths"], float)))
@@ -110,8 +109,8 @@ def chain_section(c):
            f"`{c['command']}` — {c['cells']} cells ({c['sample']}); N=5 search network, C=16, "
            "PyTorch init, BatchNorm with batch statistics, float32; the exact trace on 16 real "
            "images.", "",
-           "| score | Spearman with the exact trace | Pearson of logs | Spearman with C10 test acc. |",
-           "|---|---|---|---|"]
+           *md_header("score", "Spearman with the exact trace", "Pearson of logs",
+                      "Spearman with C10 test acc.")]
     for i, n in enumerate(names):
         pl = c["pairs"].get(f"{names[0]} | {n}", {}).get("pearson_log")
         out.append(f"| {n} | {rho[0][i]:.3f} | {fmt(pl)} | {c['spearman_vs_cifar10_test'][n]:.3f} |")
@@ -140,7 +139,7 @@ def agnostic_section(a):
            f"{s['linear_net_T_P_vs_L_norm2_over_n0_rel_diff']:.0e}.",
            f"* Across all 64 MLPs (erf/GELU included), `T(P)` against `T(Q)`: Spearman "
            f"{s['spearman_T_P_T_Q_all_archs']:.4f}, Pearson {s['pearson_T_P_T_Q_all_archs']:.4f}.",
-           "", "| eps | Z | max \\|T(P) − T(Q_eps)\\| (analytic) | bound |", "|---|---|---|---|"]
+           "", *md_header("eps", "Z", "max \\|T(P) − T(Q_eps)\\| (analytic)", "bound")]
     for p in a["mixtures"]["points"]:
         out.append(f"| {p['eps']} | {p['Z']} | {p['delta_analytic_max']:.2e} | {p['bound']:.4f} |")
     out += ["", f"![Proposition 2](runs/{a['figure']})", ""]
@@ -166,10 +165,7 @@ def main(argv=None):
     if os.path.exists(a.notes):
         with open(a.notes) as fh:
             lines += [fh.read().rstrip(), ""]
-    tmp = a.output + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write("\n".join(lines))
-    os.replace(tmp, a.output)
+    records.write_text_atomic(a.output, "\n".join(lines))
     print(f"wrote {a.output}")
 
 

@@ -44,7 +44,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from nasi_jax import cli, ntk  # noqa: E402
+from _common import add_data_args, run_record, save_figure, write_result  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax.core import ntk  # noqa: E402
 from nasi_jax.theory import inputs, kernels, spaces, training  # noqa: E402
 
 
@@ -143,8 +145,7 @@ def figure(path, results):
         ax.set_title(f"{space}: Spearman {r['rank_corr']['trace_analytic'][key]:.3f} over "
                      f"{len(archs)} architectures")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -160,7 +161,7 @@ def main(argv=None):
     p.add_argument("--input-norm", choices=("dim", "unit"), default="dim",
                    help="scale each image to norm sqrt(192) (default) or 1 (the NTK is then ~1/192 "
                         "and gradient descent leaves the linear regime: see the docstring)")
-    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    add_data_args(p, benchmark=False)
     p.add_argument("--output", default="docs/runs/theory_training.json")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -179,13 +180,13 @@ def main(argv=None):
     summary = {s: {"rank_corr": r["rank_corr"], "linearisation_error_at_end":
                    r["linearisation_error_at_end"], "bound_holds_all": r["bound_holds_all"]}
                for s, r in results.items()}
-    cli.write_json_atomic(a.output, {
-        "command": "python experiments/theory_training.py " + " ".join(argv or sys.argv[1:]),
-        "inputs": f"{a.examples} CIFAR-10 train images (NB201 split), 8x8, norm "
-                  f"{'sqrt(192)' if a.input_norm == 'dim' else '1'}; targets "
-                  "one-hot minus 1/K", "dtype": "float64", "seed": a.seed,
-        "spaces": results, "summary": summary, "figure": os.path.basename(stem + ".png"),
-        "wall_s": round(time.perf_counter() - t0, 1), "versions": cli.versions()})
+    write_result(a.output, run_record(
+        __file__, argv,
+        inputs=f"{a.examples} CIFAR-10 train images (NB201 split), 8x8, norm "
+               f"{'sqrt(192)' if a.input_norm == 'dim' else '1'}; targets one-hot minus 1/K",
+        dtype="float64", seed=a.seed,
+        spaces=results, summary=summary, figure=os.path.basename(stem + ".png"),
+        wall_s=round(time.perf_counter() - t0, 1)))
     print(json.dumps(summary))
 
 

@@ -11,7 +11,7 @@ of the mean error against width (theory: ``-1/2``, fluctuations of order ``1/sqr
 the Spearman correlation, across architectures, between the empirical trace at each width
 and the analytic trace; the same for NASI's eq. 12 estimator at the largest width (cross-
 entropy, random labels, the same inputs); and a check, in float64, that
-:func:`nasi_jax.ntk.exact_trace` equals neural-tangents' empirical trace on every network.
+:func:`nasi_jax.core.ntk.exact_trace` equals neural-tangents' empirical trace on every network.
 
 Inputs: ``--examples`` real CIFAR-10 images (NB201's train half), averaged down to 8x8 and
 scaled to unit norm (:func:`nasi_jax.theory.inputs.cifar_subset`); ``--inputs gaussian``
@@ -35,7 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from nasi_jax import cli, ntk  # noqa: E402
+from _common import add_data_args, run_record, save_figure, write_result  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax.core import ntk  # noqa: E402
 from nasi_jax.nt_compat import empirical_ntk_trace  # noqa: E402
 from nasi_jax.theory import inputs, kernels, spaces  # noqa: E402
 
@@ -109,8 +111,7 @@ def figure(path, results):
         ax.set_title(f"{space}: traces' ranking vs width\neq. 12 at width {w[-1]}: rho "
                      f"{r['eq12_rank_corr_at_max_width']:.3f}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -124,7 +125,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--examples", type=int, default=8)
     p.add_argument("--inputs", choices=("cifar", "gaussian"), default="cifar")
-    p.add_argument("--data-dir", default="../shared/data/cifar10_jpeg")
+    add_data_args(p, benchmark=False)
     p.add_argument("--output", default=None, help="JSON path (default: none with --quick, "
                    "else docs/runs/theory_width.json)")
     p.add_argument("--replot", metavar="JSON", help="redraw the figure of an earlier run's JSON "
@@ -190,12 +191,11 @@ def main(argv=None):
     if a.output:
         stem = os.path.splitext(a.output)[0]
         figure(stem + ".png", results)
-        cli.write_json_atomic(a.output, {
-            "command": "python experiments/theory_width.py " + " ".join(argv or sys.argv[1:]),
-            "inputs": f"{a.examples} {'CIFAR-10 train images, 8x8, unit norm' if a.inputs == 'cifar' else 'Gaussian inputs, 8x8x3, unit norm'}",
-            "dtype": "float64", "parameterisation": "NTK, W_std=1, no bias",
-            "spaces": results, "summary": summary, "figure": os.path.basename(stem + ".png"),
-            "versions": cli.versions()})
+        write_result(a.output, run_record(
+            __file__, argv,
+            inputs=f"{a.examples} {'CIFAR-10 train images, 8x8, unit norm' if a.inputs == 'cifar' else 'Gaussian inputs, 8x8x3, unit norm'}",
+            dtype="float64", parameterisation="NTK, W_std=1, no bias",
+            spaces=results, summary=summary, figure=os.path.basename(stem + ".png")))
     print(json.dumps(summary))
 
 

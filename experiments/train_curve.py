@@ -5,8 +5,9 @@
     python experiments/train_curve.py --workdir runs/train_fix --output docs/runs/darts_train_cpu.json
 
 Reads ``WORKDIR/metrics.jsonl`` (one line per epoch) and ``WORKDIR/result.json`` (written
-when the run completes) and writes ``--output`` (both, atomically) and ``<output stem>.png``
-(train and test accuracy per epoch, with the learning rate on a second axis).
+when the run completes) and writes ``--output`` (both, with the run record: command, created,
+versions) and ``<output stem>.png`` (train and test accuracy per epoch, with the learning rate
+on a second axis), each atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import os
 import sys
 
-from nasi_jax import cli
+from _common import run_record, save_figure, write_result  # experiments/ is on sys.path
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
         result = json.load(f)
     if not metrics:
         p.error(f"{metrics_path} is empty")
-    cli.write_json_atomic(args.output, {"workdir": args.workdir, "result": result, "metrics": metrics})
+    write_result(args.output, run_record(__file__, argv, workdir=args.workdir, result=result, metrics=metrics))
 
     import matplotlib
     matplotlib.use("Agg")
@@ -60,9 +61,7 @@ def main(argv=None) -> int:
                  fontsize=9)
     fig.tight_layout()
     png = os.path.splitext(args.output)[0] + ".png"
-    tmp = png + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, png)
+    save_figure(fig, png, dpi=110)
     print(f"wrote {args.output} and {png}")
     return 0
 

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nasi_jax import conv, memory, ntk, score, search
+from nasi_jax import records, scoring as score, search
+from nasi_jax.core import memory, ntk
 from nasi_jax.spaces import nb201
 
 __all__ = ["run", "SIZES"]
@@ -58,21 +59,22 @@ def _log(msg: str) -> None:
 
 
 def bench_step(sz, repeats) -> dict:
-    cfg = search.SearchConfig(batch_size=sz["step_batch"], channels=sz["channels"],
+    cfg = search.SearchConfig(preset="paper", batch_size=sz["step_batch"], channels=sz["channels"],
                               cells_per_stage=sz["cells"])
-    net = search.make_network(cfg)
+    exe = search.Execution(seed_batching="map").resolve(cfg)
+    net = search.make_network(cfg, exe)
     key = jax.random.PRNGKey(0)
     x = jax.random.normal(key, (cfg.batch_size, 32, 32, 3))
     y = jax.random.randint(key, (cfg.batch_size,), 0, 10)
     A = jax.nn.one_hot(jnp.argmax(jax.random.gumbel(key, (6, 5)), -1), 5)
-    host = search.resolve_loop(cfg) == "host"
+    host = exe.loop == "host"
     t0 = time.perf_counter()
     if host:  # the programs the search runs (shared with bench_seeds)
-        init, step, _ = search.compiled_host_step(dataclasses.replace(cfg, seed_batching="map"))
+        init, step, _ = search.compiled_host_step(cfg, exe)
     else:
-        init = jax.jit(lambda k: search.init_state(cfg, k))
+        init = jax.jit(lambda k: search.init_state(cfg, exe, k))
         st = jax.eval_shape(init, key)
-        step = jax.jit(lambda st, t: search.search_step(cfg, st, t, None, None)
+        step = jax.jit(lambda st, t: search.search_step(cfg, exe, st, t, None, None)
                        ).lower(st, jnp.int32(0)).compile()
     c_step = time.perf_counter() - t0
     state = init(key)
@@ -103,10 +105,10 @@ def bench_step(sz, repeats) -> dict:
 
 
 def bench_seeds(sz, repeats) -> dict:
-    base = search.SearchConfig(steps=sz["seed_steps"], batch_size=sz["seed_batch"],
+    base = search.SearchConfig(preset="paper", steps=sz["seed_steps"], batch_size=sz["seed_batch"],
                                channels=sz["channels"], cells_per_stage=sz["cells"])
-    loop = search.resolve_loop(base)
-    auto = search.resolve_seed_batching(base, loop)
+    resolved = search.Execution().resolve(base)
+    loop, auto = resolved.loop, resolved.seed_batching
     strategies = ["map", "vmap"] + (["threads"] if loop == "host" else [])
     if sz is SIZES["quick"]:
         strategies = [auto]
@@ -114,23 +116,23 @@ def bench_seeds(sz, repeats) -> dict:
            "seeds_config": {"steps": base.steps, "batch_size": base.batch_size,
                             "channels": base.channels, "cells_per_stage": base.cells_per_stage}}
     # the S x one-seed baseline: the same compiled one-seed program, called once per seed
-    one = dataclasses.replace(base, seed_batching="map")
-    search.run_search(one, [0])  # compile
-    t_one = min(search.run_search(one, [0]).run_time_s for _ in range(repeats))
+    one, one_exe = base, search.Execution(seed_batching="map")
+    search.run_search(one, [0], execution=one_exe)  # compile
+    t_one = min(search.run_search(one, [0], execution=one_exe).run_time_s for _ in range(repeats))
     out["one_seed_s"] = t_one
     for S in sz["seeds"]:
         seeds = list(range(S))
-        loop_s = sum(search.run_search(one, [s]).run_time_s for s in seeds)
+        loop_s = sum(search.run_search(one, [s], execution=one_exe).run_time_s for s in seeds)
         out[f"loop_s{S}_s"] = loop_s
         # vmap compiles one program per S and runs many times slower on CPU: it is measured
         # at the largest S only, on the CPU with one step against one-step calls
         for strat in [st for st in strategies if st != "vmap" or S == max(sz["seeds"])]:
-            cfg = dataclasses.replace(base, seed_batching=strat)
+            cfg, exe = base, search.Execution(seed_batching=strat)
             if strat == "vmap" and loop == "host" and base.steps > 1:
                 cfg = dataclasses.replace(cfg, steps=1)
                 one1 = dataclasses.replace(one, steps=1)
-                loop1 = sum(search.run_search(one1, [s]).run_time_s for s in seeds)
-                r = search.run_search(cfg, seeds)
+                loop1 = sum(search.run_search(one1, [s], execution=one_exe).run_time_s for s in seeds)
+                r = search.run_search(cfg, seeds, execution=exe)
                 out[f"seeds_s{S}_vmap_compile_s"] = r.compile_time_s
                 out[f"seeds_s{S}_vmap_s"] = r.run_time_s
                 out[f"seeds_over_loop_s{S}_vmap"] = r.run_time_s / loop1
@@ -138,7 +140,7 @@ def bench_seeds(sz, repeats) -> dict:
                 continue
             # run_time_s excludes compiling (map/threads reuse the cached per-seed programs;
             # vmap compiles one program per S, timed apart)
-            r = search.run_search(cfg, seeds)
+            r = search.run_search(cfg, seeds, execution=exe)
             out[f"seeds_s{S}_{strat}_compile_s"] = r.compile_time_s
             out[f"seeds_s{S}_{strat}_s"] = r.run_time_s
             out[f"seeds_over_loop_s{S}_{strat}"] = r.run_time_s / loop_s
@@ -155,7 +157,7 @@ def bench_trace(sz, repeats) -> dict:
     # XLA:CPU needs the loop-safe convolution (nasi_jax.conv)
     nets = {"estimator": nb201.NB201Network(sz["channels"], sz["cells"], fixed=ops),
             "exact": nb201.NB201Network(sz["channels"], sz["cells"], fixed=ops,
-                                        conv_impl=conv.resolve_conv_impl("auto", nested=True))}
+                                        conv_impl=nb201.SPACE.resolve_scoring_conv_impl("auto", jax.default_backend()))}
     net = nets["estimator"]
     key = jax.random.PRNGKey(0)
     b = sz["trace_batch"]
@@ -211,7 +213,6 @@ def bench_score(sz, repeats) -> dict:
 def run(quick: bool = False, output: str | None = None, only: str | None = None,
         repeats: int | None = None) -> int:
     """Run the benchmarks, print a summary on stderr and one JSON line on stdout."""
-    from nasi_jax.cli import versions, write_json_atomic
     sz = SIZES["quick" if quick else "full"]
     repeats = repeats or (1 if quick else 2)
     parts = {"step": bench_step, "seeds": bench_seeds, "trace": bench_trace, "score": bench_score}
@@ -228,9 +229,9 @@ def run(quick: bool = False, output: str | None = None, only: str | None = None,
         result[f"{name}_bench_s"] = time.perf_counter() - t1
         _log(f"{name}: {result[f'{name}_bench_s']:.0f}s")
     result["total_s"] = time.perf_counter() - t0
-    result["versions"] = versions()
+    result["versions"] = records.versions()
     if output:
-        write_json_atomic(output, result)
+        records.write_json_atomic(output, result)
     keys = ("backend", "step_over_fwdbwd", "seeds_over_loop_s8", "exact_over_estimator", "cells_per_s")
     print(json.dumps({k: result.get(k) for k in keys} | {"total_s": result["total_s"]}))
     return 0

@@ -64,12 +64,14 @@ def _release_compiled_programs():
 
     import jax
 
-    from nasi_jax import score, search, staged
+    from nasi_jax import scoring, search
+    from nasi_jax.search import staged
+    from nasi_jax.spaces.darts import stages as darts_stages
     search.clear_cache()
-    score.clear_cache()
-    score._init_fn.cache_clear()
+    scoring.clear_cache()
+    scoring.scorer._init_fn.cache_clear()
     staged._compiled.cache_clear()
-    staged._stages.cache_clear()
+    darts_stages.clear_cache()
     jax.clear_caches()
     gc.collect()
 

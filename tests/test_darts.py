@@ -321,7 +321,7 @@ def test_conv_impls_match_xla(x64, impl):
     for kernel, stride, dilation, pad in ((3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 2), (5, 1, 2, 4)):
         ref = D.DepthwiseConv(kernel, stride, dilation, pad)
         v = ref.init(_key(), x)
-        other = D.DepthwiseConv(kernel, stride, dilation, pad, D._Cfg(conv_impl=impl))
+        other = D.DepthwiseConv(kernel, stride, dilation, pad, D.Cfg(conv_impl=impl))
         np.testing.assert_allclose(ref.apply(v, x), other.apply(v, x), rtol=1e-5, atol=1e-5)
     xs = jax.random.normal(_key(1), (2, 8, 8, 3), jnp.float64)
     w = jax.nn.softmax(jax.random.normal(_key(2), (2, 14, 8), jnp.float64), axis=-1)
@@ -346,8 +346,8 @@ def test_conv_impls_match_xla(x64, impl):
 @pytest.mark.parametrize("stride", [1, 2])
 def test_separable_max_pool_equals_reduce_window(stride):
     x = jax.random.normal(_key(5), (2, 9, 8, 3))
-    ref = lambda x_: D._max_pool_3x3(x_, stride, "xla")
-    sep = lambda x_: D._max_pool_3x3(x_, stride, "xla-dense")
+    ref = lambda x_: D.ops.max_pool_3x3(x_, stride, "xla")
+    sep = lambda x_: D.ops.max_pool_3x3(x_, stride, "xla-dense")
     np.testing.assert_array_equal(ref(x), sep(x))  # the max is exact
     y, vjp_ref = jax.vjp(ref, x)
     ct = jax.random.normal(_key(6), y.shape)
@@ -359,7 +359,7 @@ def test_avg_pool_ignores_padding():
     x = jax.random.normal(_key(4), (1, 6, 6, 2))
     xn = np.asarray(x)
     for s in (1, 2):
-        got = np.asarray(D._avg_pool_3x3(x, s))
+        got = np.asarray(D.ops.avg_pool_3x3(x, s))
         for r in range(got.shape[1]):
             for c in range(got.shape[2]):
                 win = xn[0, max(0, s * r - 1): s * r + 2, max(0, s * c - 1): s * c + 2]

@@ -44,10 +44,11 @@ def test_defaults_come_from_the_preset_for_the_data():
     assert (cfg.batch_size, cfg.tau, cfg.mu, cfg.nu, cfg.readout, cfg.steps, cfg.cells_per_stage) == (
         tuned["batch_size"], tuned["tau"], tuned["mu"], tuned["nu"], tuned["readout"], tuned["steps"], 5)
     # the CLI takes its defaults from the same place
+    from nasi_jax.cli import search as search_cli
     args = cli.build_parser().parse_args(["search"])
-    assert cli._search_config(args) == search.SearchConfig().validate()
+    assert search_cli.search_config(args)[0] == search.SearchConfig().validate()
     args = cli.build_parser().parse_args(["search", "--data", "real"])
-    assert cli._search_config(args).preset == "nb201-real"
+    assert search_cli.search_config(args)[0].preset == "nb201-real"
 
 
 def test_explicit_values_override_single_preset_values():
@@ -56,8 +57,9 @@ def test_explicit_values_override_single_preset_values():
     assert cfg.preset_overrides() == {"steps": 7, "mu": 0.5, "readout": "argmax-no-none"}
     rec = cfg.preset_record()
     assert rec["name"] == "paper" and rec["version"] == 1 and rec["overrides"]["mu"] == 0.5
+    from nasi_jax.cli import search as search_cli
     args = cli.build_parser().parse_args(["search", "--preset", "paper", "--soft", "--nu", "3"])
-    cfg = cli._search_config(args)
+    cfg, _ = search_cli.search_config(args)
     assert cfg.hard is False and cfg.nu == 3.0 and cfg.mu == 2.0
 
 

@@ -1,4 +1,4 @@
-"""Training-free peer scores (nasi_jax/proxies.py) in the one-compilation harness: each equals
+"""Training-free peer scores (nasi_jax/scoring/proxies.py) in the one-compilation harness: each equals
 its direct computation on the discrete network, hand checks of the maths, the extreme cells
 at full size, signs and papers, params/FLOPs, and clear errors."""
 
@@ -242,7 +242,7 @@ def test_signs_and_papers():
     for name, s, desc in proxies.describe():
         assert s in (1, -1) and proxies.sign(name) == s
         assert re.search(r"\b(19|20)\d\d\b", desc) and re.search(r"et al\.|&", desc), desc
-        fn_doc = getattr(proxies, {"params": "params_count", "flops": "flops_count"}.get(name, name)).__doc__
+        fn_doc = getattr(proxies, name).__doc__
         assert f"Sign {'+1' if s > 0 else '-1'}" in fn_doc, name
     assert proxies.sign("te_nas_cond") == -1
     assert [n for n, s, _ in proxies.describe() if s < 0] == ["te_nas_cond"]
@@ -266,7 +266,7 @@ def test_params_and_flops_equal_counts(kind):
     cells = CELLS + [(3,) * 6, (1, 2, 3, 4, 0, 1)]
     s = score.score_cells(dataclasses.replace(TINY, proxy=kind), cells, seed=0, progress=False)
     assert s.tolist() == [count(c, channels=2, cells_per_stage=1, image_size=8) for c in cells]
-    fn = proxies.params_count if kind == "params" else proxies.flops_count
+    fn = lambda ops: nb201.count_jit(kind, ops)
     for c in cells:  # full size, jitted in the op indices
         assert int(jax.jit(fn)(jnp.asarray(c))) == count(c)
 

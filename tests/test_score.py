@@ -180,10 +180,11 @@ MULTI = textwrap.dedent("""
     cells = {cells}
     one = score.score_cells(cfg, cells, seed=0, progress=False)
     four = score.score_cells(cfg, cells, seed=0, progress=False, devices=jax.devices())
-    s = search.SearchConfig(steps=3, batch_size=4, channels=2, cells_per_stage=1, image_size=8,
-                            nu=5.0, nu_mode="adaptive", loop="scan")
-    a = search.run_search(s, seeds=list(range(6)))
-    b = search.run_search(s, seeds=list(range(6)), devices=jax.devices())
+    s = search.SearchConfig(preset="paper", steps=3, batch_size=4, channels=2, cells_per_stage=1,
+                            image_size=8, nu=5.0, nu_mode="adaptive")
+    scan = search.Execution(loop="scan")
+    a = search.run_search(s, seeds=list(range(6)), execution=scan)
+    b = search.run_search(s, seeds=list(range(6)), execution=scan, devices=jax.devices())
     print(json.dumps({{"one": one.tolist(), "four": four.tolist(),
         "ops_equal": bool((a.ops == b.ops).all()), "s_equal": bool((a.history["s"] == b.history["s"]).all()),
         "alpha_maxdiff": float(np.abs(a.alpha_star - b.alpha_star).max())}}))

@@ -52,7 +52,7 @@ def test_scan_loop_equals_host_loop(eight_seeds):
     res8, _ = eight_seeds
     assert res8.loop == "host"  # auto on CPU
     before = search.TRACE_COUNT["search"]
-    ress = search.run_search(dataclasses.replace(TINY, loop="scan"), seeds=list(range(8)))
+    ress = search.run_search(TINY, seeds=list(range(8)), execution=search.Execution(loop="scan"))
     assert search.TRACE_COUNT["search"] - before == 1 and ress.loop == "scan"
     assert ress.arch_strs == res8.arch_strs
     np.testing.assert_allclose(ress.alpha_star, res8.alpha_star, rtol=1e-4, atol=1e-5)
@@ -62,7 +62,7 @@ def test_scan_loop_equals_host_loop(eight_seeds):
 def test_vmap_batching_equals_map(eight_seeds):
     res8, _ = eight_seeds
     before = search.TRACE_COUNT["search"]
-    resv = search.run_search(dataclasses.replace(TINY, seed_batching="vmap"), seeds=list(range(8)))
+    resv = search.run_search(TINY, seeds=list(range(8)), execution=search.Execution(seed_batching="vmap"))
     assert search.TRACE_COUNT["search"] - before == 1
     np.testing.assert_allclose(resv.alpha_star, res8.alpha_star, rtol=1e-4, atol=1e-5)
 
@@ -105,8 +105,8 @@ def test_forward_over_reverse_equals_reverse_over_reverse():
     f = search.make_apply(net, v["batch_stats"], "train")
     g = relax.gumbel_noise(jax.random.PRNGKey(2), (6, 5))
     alpha = jnp.zeros((6, 5))
-    fns = {mode: jax.jit(lambda a, nu, c=dataclasses.replace(TINY, grad_mode=mode):
-                         search.objective_and_grad(f, v["params"], a, g, x, y, nu, c))
+    fns = {mode: jax.jit(lambda a, nu, m=mode:
+                         search.objective_and_grad(f, v["params"], a, g, x, y, nu, TINY, m))
            for mode in search.GRAD_MODES}
     for nu in (1e-3, 1e6):  # penalty active / inactive
         (R1, s1, G1), (R2, s2, G2) = (fns[m](alpha, jnp.float32(nu)) for m in ("fwd-rev", "rev-rev"))
@@ -125,8 +125,9 @@ def test_real_data_step_recomputed_by_hand():
     labels = jnp.arange(16, dtype=jnp.int32) % 10
     cfg = dataclasses.replace(TINY, image_size=32, data="real", steps=2)
     res = search.run_search(cfg, seeds=[5], images=pool, labels=labels)
-    state = search.init_state(cfg, jax.random.PRNGKey(5))
-    f = search.make_apply(search.make_network(cfg), state.batch_stats, "train")
+    exe = search.Execution().resolve(cfg)
+    state = search.init_state(cfg, exe, jax.random.PRNGKey(5))
+    f = search.make_apply(search.make_network(cfg, exe), state.batch_stats, "train")
     step = jax.jit(lambda a, x, y, g, nu: search.objective_and_grad(f, state.params, a, g, x, y, nu, cfg))
     nu = jnp.float32(cfg.nu)
     for t in range(2):
@@ -147,14 +148,14 @@ def test_real_data_step_recomputed_by_hand():
 
 def test_non_finite_scores_raise(monkeypatch):
     monkeypatch.setattr(ntk, "cross_entropy", lambda logits, y: jnp.mean(logits) * jnp.nan)
-    saved = dict(search._COMPILED)
+    saved = dict(search.runners._COMPILED)
     search.clear_cache()  # the compiled step without the patch must not be reused
     try:
         with pytest.raises(search.NonFiniteScoreError, match="seed 7, step 0"):
             search.run_search(dataclasses.replace(TINY, steps=1), seeds=[7])
     finally:  # drop the patched program, keep the others for the tests that follow
         search.clear_cache()
-        search._COMPILED.update(saved)
+        search.runners._COMPILED.update(saved)
 
 
 @pytest.mark.parametrize("change, match", [

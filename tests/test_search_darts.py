@@ -29,7 +29,7 @@ def test_darts_search_shapes_and_genotypes(darts_run):
     from nasi_jax.spaces import darts
     res = darts_run
     assert res.config.readout == "darts" and res.config.cells_per_stage == 1
-    assert res.config.step_impl == "staged"  # CPU host loop: compiled cell by cell
+    assert res.execution.step_impl == "staged"  # CPU host loop: compiled cell by cell
     assert res.alpha_star.shape == (2, 2, 14, 8) and res.ops.shape == (2, 2, 14)
     assert res.history["G"].shape == (2, 2, 2, 14, 8) and res.history["sampled"].shape == (2, 2, 2, 14)
     np.testing.assert_array_equal(res.ops, darts.read_out_ops(res.alpha_star))
@@ -64,19 +64,20 @@ def test_darts_space_defaults_and_errors():
         search.SearchConfig(space="darts", readout="argmax").validate()
     with pytest.raises(ValueError, match="readout for space 'nb201'"):
         search.SearchConfig(readout="darts").validate()
-    with pytest.raises(ValueError, match="step_impl='staged' is for space='darts'"):
-        search.SearchConfig(step_impl="staged").validate()
+    Ex = search.Execution
+    with pytest.raises(ValueError, match="step_impl='staged' needs a space that offers it"):
+        Ex(step_impl="staged").resolve(search.SearchConfig())
     with pytest.raises(ValueError, match="step_impl='staged'"):
-        search.SearchConfig(space="darts", step_impl="staged", loop="scan").validate()
+        Ex(step_impl="staged", loop="scan").resolve(cfg)
     with pytest.raises(ValueError, match="conv_impl for space 'nb201'"):
-        search.SearchConfig(conv_impl="xla-dense").validate()
+        Ex(conv_impl="xla-dense").resolve(search.SearchConfig())
     with pytest.raises(ValueError, match="conv_impl for space 'darts'"):
-        search.SearchConfig(space="darts", conv_impl="fast").validate()
-    # conv_impl='auto' is resolved, so configs and result files record what ran
-    assert search.SearchConfig().conv_impl == "xla"
-    assert cfg.conv_impl == ("xla-dense" if jax.default_backend() == "cpu" else "xla")
-    assert search.resolve_step_impl(dataclasses.replace(cfg, loop="scan")) == "one-program"
-    assert search.resolve_step_impl(dataclasses.replace(cfg, loop="host")) == "staged"
+        Ex(conv_impl="fast").resolve(cfg)
+    # conv_impl='auto' is resolved once, so result files record what ran
+    assert Ex().resolve(search.SearchConfig()).conv_impl == "xla"
+    assert Ex().resolve(cfg).conv_impl == ("xla-dense" if jax.default_backend() == "cpu" else "xla")
+    assert search.resolve_step_impl(cfg, Ex(loop="scan")) == "one-program"
+    assert search.resolve_step_impl(cfg, Ex(loop="host")) == "staged"
 
 
 # == DARTS_TINY

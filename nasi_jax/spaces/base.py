@@ -70,6 +70,8 @@ class Space(abc.ABC):
         scorable: whether :mod:`nasi_jax.scoring` can score its discrete architectures.
         relu_codes: the Flax collection into which the scoring network sows NASWOT's ReLU
             code kernels (None: the space does not; ``naswot`` is then unavailable).
+        benchmark: the accuracy table ``--benchmark`` reads for this space (``nb201``:
+            :mod:`nasi_jax.nb201_table`), or None.
     """
 
     name: str
@@ -79,6 +81,7 @@ class Space(abc.ABC):
     example: str = ""
     scorable: bool = False
     relu_codes: str | None = None
+    benchmark: str | None = None
 
     def __repr__(self) -> str:
         return f"<space {self.name}: alpha {list(self.alpha_shape)}>"

@@ -30,6 +30,7 @@ class NB201Space(Space):
     example = codec.EXAMPLE_ARCH
     scorable = True
     relu_codes = RELU_CODES
+    benchmark = "nb201"
 
     def supernet(self, *, channels, cells_per_stage, num_classes, init_scheme, conv_impl,
                  dtype: Any = jnp.float32):

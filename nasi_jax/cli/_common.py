@@ -1,0 +1,83 @@
+"""What the subcommands share: argument types, the scale options, output checks (private)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+__all__ = ["positive_int", "DefaultsFormatter", "add_scale_args", "setup_scale", "check_writable"]
+
+
+def positive_int(name):
+    """An argparse type: an integer > 0, with a one-line error naming the flag."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
+        return value
+    return parse
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` where a flag has a default of its own (not the preset's)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_scale_args(p, what: str) -> None:
+    p.add_argument("--devices", default="1", help=f"shard the {what} over this many local devices "
+                   "('all' for every device; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                   "makes N)")
+    p.add_argument("--distributed", action="store_true", help="multi-host: call "
+                   "jax.distributed.initialize() first (see README, several hosts) and use every "
+                   "process's devices")
+    p.add_argument("--memory-budget", metavar="SIZE", help="device memory the compiled program may "
+                   "use, e.g. 2GiB or 800MB (XLA's estimate, checked before running)")
+    p.add_argument("--compilation-cache", metavar="DIR", help="persistent XLA compilation cache "
+                   "folder (reused across runs with the same program)")
+
+
+def setup_scale(args):
+    """Initialise multi-host / the compilation cache; return the devices to use (or None)."""
+    import jax
+    if args.memory_budget is not None:
+        from nasi_jax.core import memory
+        memory.parse_bytes(args.memory_budget)  # a malformed size fails before compiling
+    if args.compilation_cache:
+        os.makedirs(args.compilation_cache, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if args.distributed:
+        jax.distributed.initialize()
+        return jax.devices()
+    if args.devices == "all":
+        return jax.local_devices()
+    try:
+        n = int(args.devices)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or 'all', got {args.devices!r}") from None
+    local = jax.local_devices()
+    if not 1 <= n <= len(local):
+        raise ValueError(f"--devices {n}: this process sees {len(local)} device(s) "
+                         f"({local[0].platform}); on CPU set XLA_FLAGS=--xla_force_host_platform_device_count={n}")
+    return local[:n] if n > 1 else None
+
+
+def check_writable(path: str) -> None:
+    """Create the output folder and prove it is writable, before any long computation."""
+    if os.path.isdir(path):
+        raise ValueError(f"--output {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write --output {path!r}: {e.strerror or e}") from None
