@@ -55,7 +55,7 @@ def width_section(w):
                 f"* NASI's eq. 12 (cross-entropy, random labels, same inputs) at width "
                 f"{r['widths'][-1]} against the analytic trace: Spearman "
                 f"**{r['eq12_rank_corr_at_max_width']:.3f}**.",
-                f"* `nasi_jax.ntk.exact_trace` against neural-tangents' empirical trace, every "
+                f"* `nasi_jax.core.ntk.exact_trace` against neural-tangents' empirical trace, every "
                 f"architecture at width {r['widths'][0]} (seed 0): largest relative difference "
                 f"{r['exact_trace_vs_neural_tangents_max_rel_diff']:.1e}.",
                 ""]

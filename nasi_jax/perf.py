@@ -11,7 +11,7 @@
 * ``exact_over_estimator``: the exact NTK trace over NASI's eq. 12 estimator on one
   discrete cell, with their peak memory (XLA's compiled estimate, and the measured device
   peak or process high-water mark);
-* ``cells_per_s``: fixed-cell scoring throughput (:mod:`nasi_jax.score`) at several
+* ``cells_per_s``: fixed-cell scoring throughput (:mod:`nasi_jax.scoring.scorer`) at several
   numbers of cells, to show how it scales.
 
 Compile time is reported apart from run time everywhere; run times are the best of a few
@@ -84,8 +84,7 @@ def bench_step(sz, repeats) -> dict:
     fwdbwd = jax.jit(lambda p, x, y, A: jax.grad(lambda q: ntk.cross_entropy(f(q, x, A), y))(p)
                      ).lower(state.params, x, y, A).compile()
     c_fb = time.perf_counter() - t0
-    # the same pass with the cell a compile-time constant (XLA:CPU compiles this one much
-    # faster to run; measured here 1.0 s against 5.7 s with the cell an input at b = 64)
+    # the same pass with the cell a compile-time constant (docs/performance.md compares them)
     fwdbwd_const = jax.jit(lambda p, x, y: jax.grad(lambda q: ntk.cross_entropy(f(q, x, A), y))(p)
                            ).lower(state.params, x, y).compile()
     jax.block_until_ready(fwdbwd(state.params, x, y, A))
@@ -154,7 +153,7 @@ def bench_seeds(sz, repeats) -> dict:
 def bench_trace(sz, repeats) -> dict:
     ops = (3, 3, 3, 3, 3, 3)
     # each with its fastest convolution: the exact trace runs its chunks in lax.map, where
-    # XLA:CPU needs the loop-safe convolution (nasi_jax.conv)
+    # XLA:CPU needs the loop-safe convolution (nasi_jax.core.conv)
     nets = {"estimator": nb201.NB201Network(sz["channels"], sz["cells"], fixed=ops),
             "exact": nb201.NB201Network(sz["channels"], sz["cells"], fixed=ops,
                                         conv_impl=nb201.SPACE.resolve_scoring_conv_impl("auto", jax.default_backend()))}

@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = ["Preset", "PRESETS", "PresetError", "SEARCH_FIELDS", "OBJECTIVES", "get_preset",
-           "default_preset", "resolve", "describe", "markdown_table"]
+           "default_preset", "resolve", "describe", "markdown_table", "register", "unregister"]
 
 OBJECTIVES = ("nasi",)
 """Objectives a preset may select. ``nasi``: eq. 13 on the trace estimate of eq. 12."""
@@ -141,7 +141,7 @@ def _nb201(name: str, mode: str, ada: bool = False) -> Preset:
         provenance=MappingProxyType(_NB201_ADA_TUNE if ada else _NB201_TUNE))
 
 
-PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [
+_PRESETS: dict[str, Preset] = {p.name: p for p in [
     _nb201("nb201-random", "random"),
     _nb201("nb201-random-labels", "random-labels"),
     _nb201("nb201-real", "real"),
@@ -154,15 +154,44 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [
     Preset("paper-ada", 1, "the paper's NASI-ADA values (mu 2, nu from 500 adaptive, b 64, tau 1)",
            MappingProxyType(_PAPER_COMMON | {"nu": 500.0, "nu_mode": "adaptive"}),
            MappingProxyType(_PAPER_SPACES), MappingProxyType(_PAPER_SOURCE)),
-]})
-"""Every preset by name."""
+]}
+PRESETS: Mapping[str, Preset] = MappingProxyType(_PRESETS)
+_BUILTIN = frozenset(_PRESETS)
+"""Every preset by name (read-only; :func:`register` adds one)."""
 
-_DEFAULTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+_DEFAULT_BY_SPACE: dict[str, Mapping[str, str]] = {
     "nb201": MappingProxyType({"random": "nb201-random", "random-labels": "nb201-random-labels",
                                "real": "nb201-real"}),
     "darts": MappingProxyType({"random": "paper", "random-labels": "paper", "real": "paper"}),
-})
+}
+_DEFAULTS: Mapping[str, Mapping[str, str]] = MappingProxyType(_DEFAULT_BY_SPACE)
 """The preset used when none is named, by space and data mode."""
+
+
+def register(preset: Preset, *, default_for: str | None = None) -> Preset:
+    """Add a preset (e.g. for a space registered from outside the package); with
+    ``default_for=SPACE`` it becomes that space's default for every data mode."""
+    if not isinstance(preset, Preset):
+        raise TypeError(f"register() takes a Preset, got {type(preset).__name__}")
+    if preset.name in _PRESETS and _PRESETS[preset.name] is not preset:
+        raise PresetError(f"a preset named {preset.name!r} already exists")
+    for space in preset.spaces:
+        preset.values_for(space)  # complete, or PresetError
+    _PRESETS[preset.name] = preset
+    if default_for is not None:
+        if default_for not in preset.spaces:
+            raise PresetError(f"preset {preset.name!r} does not fit space {default_for!r}")
+        _DEFAULT_BY_SPACE[default_for] = MappingProxyType({m: preset.name for m in ("random", "random-labels", "real")})
+    return preset
+
+
+def unregister(name: str) -> None:
+    """Remove a preset added with :func:`register` (and the defaults that named it)."""
+    if name in _BUILTIN:
+        raise PresetError(f"{name!r} is a built-in preset")
+    _PRESETS.pop(name, None)
+    for space in [sp for sp, by in _DEFAULT_BY_SPACE.items() if name in by.values()]:
+        del _DEFAULT_BY_SPACE[space]
 
 DEFAULT_DATA = "random"
 """The data mode when neither the caller nor the preset names one: NASI's data-agnostic

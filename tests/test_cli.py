@@ -80,7 +80,8 @@ def _err(capsys, argv, code=2):
     (["search", "--seeds", "x"], "--seeds must be an integer"),
     (["search", "--data", "real", "--steps", "1"], "--data-dir"),
     (["search", "--first-seed", "-1"], "seeds must lie in"),
-    (["search", "--cells", "0"], "--cells must be > 0"),
+    (["search", "--cells", "0"], "--cells-per-stage must be > 0"),
+    (["search", "--cells-per-stage", "0"], "--cells-per-stage must be > 0"),
     (["info", "--arch", RESNET, "--cells", "-1"], "--cells must be > 0"),
 ])
 def test_clear_errors(capsys, argv, match):

@@ -5,11 +5,14 @@ import importlib
 
 import pytest
 
-MODULES = ["nasi_jax.relax", "nasi_jax.objective", "nasi_jax.ntk", "nasi_jax.spaces.nb201",
-           "nasi_jax.search", "nasi_jax.conv", "nasi_jax.score", "nasi_jax.memory",
-           "nasi_jax.proxies", "nasi_jax.theory.spaces", "nasi_jax.theory.kernels",
-           "nasi_jax.theory.training", "nasi_jax.theory.agnostic", "nasi_jax.theory.inputs", "nasi_jax.train",
-           "nasi_jax.staged"]
+MODULES = ["nasi_jax", "nasi_jax.records", "nasi_jax.presets", "nasi_jax.core.relax",
+           "nasi_jax.core.objective", "nasi_jax.core.ntk", "nasi_jax.core.conv", "nasi_jax.core.memory",
+           "nasi_jax.spaces", "nasi_jax.spaces.nb201", "nasi_jax.spaces.nb201.space", "nasi_jax.spaces.nb201.cost",
+           "nasi_jax.spaces.darts", "nasi_jax.search", "nasi_jax.search.config", "nasi_jax.search.algorithm",
+           "nasi_jax.search.runners", "nasi_jax.search.replay", "nasi_jax.search.staged", "nasi_jax.scoring",
+           "nasi_jax.scoring.scorer", "nasi_jax.scoring.proxies", "nasi_jax.theory.spaces",
+           "nasi_jax.theory.kernels", "nasi_jax.theory.training", "nasi_jax.theory.agnostic",
+           "nasi_jax.theory.inputs", "nasi_jax.train"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -147,7 +147,7 @@ def test_parse_cells(tmp_path):
 
 def test_bad_config():
     for kw, msg in [(dict(proxy="nope"), "unknown proxy"), (dict(batch_size=0), "batch_size"),
-                    (dict(conv_impl="fast"), "conv_impl"), (dict(space="darts"), "unknown space")]:
+                    (dict(conv_impl="fast"), "conv_impl"), (dict(space="darts"), "cannot score discrete cells"), (dict(space="nb999"), "unknown search space")]:
         with pytest.raises(ValueError, match=msg):
             dataclasses.replace(TINY, **kw).validate()
 

@@ -5,9 +5,8 @@ in canonical form (input NHWC, kernel HWIO). In the entry computation XLA rewrit
 two convolutions of the backward pass (``dL/dx``: a flipped kernel with swapped
 features; ``dL/dw``: the batch as the contracted dimension) into that form, but inside
 the body of a ``while`` loop (``lax.scan``, ``lax.map``) or a conditional
-(``lax.switch``) it does not, and they run 10-75x slower (jax issue #12868, measured here:
-``dL/dw`` of a 3x3, 16-channel convolution at batch 64 took 4 ms plain and 300 ms
-inside ``lax.cond``).
+(``lax.switch``) it does not, and they run far slower (jax issue #12868; the measurements
+are in docs/performance.md).
 
 :func:`conv` computes the same convolution but defines its own derivative with ops that
 XLA:CPU runs fast anywhere::
@@ -25,7 +24,7 @@ reverse mode) stay fast too. Forward-mode differentiation is not defined for a
 
 Example:
     >>> import jax, jax.numpy as jnp
-    >>> from nasi_jax import conv as cv
+    >>> from nasi_jax.core import conv as cv
     >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
     >>> w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
     >>> ref = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),

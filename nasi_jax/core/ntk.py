@@ -18,7 +18,7 @@ processed ``chunk_size`` at a time (``lax.map`` over chunks of a vmapped VJP), s
 peak memory is about ``chunk_size * P`` floats on top of one forward pass; the full
 ``BK x P`` Jacobian is never materialised. With a ``memory_budget`` the chunk size is
 chosen on the host from XLA's compiled memory estimate (:func:`plan_exact_trace`), and a
-request that cannot fit raises :class:`~nasi_jax.memory.MemoryBudgetError` before running.
+request that cannot fit raises :class:`~nasi_jax.core.memory.MemoryBudgetError` before running.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -186,7 +186,7 @@ def plan_exact_trace(f: Callable, params: PyTree, x: jax.Array, *, memory_budget
     Host-side and before running anything: compiles ``exact_trace`` (``f(params, x) ->
     [B, K]``) with ``chunk_size`` = ``B*K``, ``B*K // 2``, ``B*K // 4``, ... 1 in turn and
     returns the first whose estimated peak device memory
-    (:func:`nasi_jax.memory.compiled_peak_bytes`: arguments + outputs + XLA temps - aliased)
+    (:func:`nasi_jax.core.memory.compiled_peak_bytes`: arguments + outputs + XLA temps - aliased)
     is within the budget. The estimate is for ``exact_trace`` compiled on its own; it
     is about ``forward residuals + chunk_size * P`` floats (``P`` parameters), so it
     shrinks with the chunk size down to a floor set by the batch and the network.
@@ -212,7 +212,7 @@ def plan_exact_trace(f: Callable, params: PyTree, x: jax.Array, *, memory_budget
         >>> plan_exact_trace(f, p, x, memory_budget=16)
         Traceback (most recent call last):
         ...
-        nasi_jax.memory.MemoryBudgetError: exact_trace even with chunk_size=1 ... over the budget of 0.00 MiB (16 bytes); ...
+        nasi_jax.core.memory.MemoryBudgetError: exact_trace even with chunk_size=1 ... over the budget of 0.00 MiB (16 bytes); ...
     """
     return _plan(f, params, x, memory_budget, chunk_size)[0]
 

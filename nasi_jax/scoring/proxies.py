@@ -8,7 +8,7 @@ of a space with one compiled function. :func:`register` adds a proxy from outsid
 "Weights" ``W`` below means the convolution kernels and the classifier's (Dense) kernel:
 the parameter leaves whose Flax name is ``kernel`` (:func:`weight_mask`), as the
 zero-cost-proxy literature sums over the ``.weight`` of ``Conv2d``/``Linear`` layers
-only. ``L`` is the mean softmax cross-entropy of the batch (:func:`nasi_jax.ntk.cross_entropy`).
+only. ``L`` is the mean softmax cross-entropy of the batch (:func:`nasi_jax.core.ntk.cross_entropy`).
 
 ========================  ====  ==========================================================
 name                      sign  score
@@ -132,7 +132,7 @@ def ntk_trace(f: Callable, params: PyTree, x: jax.Array, *, chunk_size: int | No
     Tangent Kernel", NeurIPS 2018; the quantity NASI, ICLR 2022, estimates). Sign +1.
 
     ``tr Theta_0 = ||J||_F^2 = sum_{i,k} ||d f_k(x_i) / d theta||_2^2`` over all parameters
-    (:func:`nasi_jax.ntk.exact_trace`; ``chunk_size`` Jacobian rows per vmapped VJP).
+    (:func:`nasi_jax.core.ntk.exact_trace`; ``chunk_size`` Jacobian rows per vmapped VJP).
 
     Example:
         >>> f, p, x, y = toy_mlp()
@@ -209,7 +209,7 @@ def grasp(f: Callable, params: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:
     With ``g = dL/dW`` (the gradient restricted to the weights) and ``H = d^2 L / dW^2``
     (the Hessian's weight block), ``score = -sum_W sum W * (H g)_W``. ``H g`` is a
     Hessian-vector product, ``grad_W <grad_W L, g>`` with ``g`` held fixed
-    (reverse-over-reverse, which also works with :mod:`nasi_jax.conv`'s custom VJP).
+    (reverse-over-reverse, which also works with :mod:`nasi_jax.core.conv`'s custom VJP).
 
     Example:
         >>> f, p, x, y = toy_mlp()
@@ -377,6 +377,7 @@ def naswot(kernel: jax.Array) -> jax.Array:
     differ between examples, so such cells get an ordinary (low) score, as in the reference.
 
     Example:
+        >>> import numpy as np
         >>> from nasi_jax.spaces.nb201 import relu_code_kernel
         >>> z = jnp.array([[1., -2., 3.], [-1., -2., 3.]])    # one ReLU's inputs, 2 examples
         >>> K = relu_code_kernel(z)                          # [[3, 2], [2, 3]]

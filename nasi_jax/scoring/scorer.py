@@ -10,7 +10,7 @@ seed ``K`` equals the score of the discrete network initialised with the same ke
 exactly): ``init_key, data_key = split(PRNGKey(K))``; ``theta_0 = init(init_key)``; the
 batch ``(x, y) = sample_batch(data_key, b)`` is the same for every cell.
 
-Proxies (:data:`PROXIES`, the registry of :mod:`nasi_jax.proxies`, where each is a pure
+Proxies (:data:`PROXIES`, the registry of :mod:`nasi_jax.scoring.proxies`, where each is a pure
 function with its paper and maths; sign +1: larger is better, -1: smaller is better):
 
 * ``nasi`` (+1): NASI's estimator (eq. 12), ``||grad_theta (1/b) sum_i l(f(x_i), y_i)||^2``;
@@ -203,8 +203,9 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def _init_fn(net, image_size: int, alpha_shape: tuple[int, ...]):
+    """The supernet's init, run eagerly (the values of the jitted init, without compiling it)."""
     x0 = jnp.zeros((1, image_size, image_size, 3), net.dtype)
-    return jax.jit(lambda k: net.init(k, x0, jnp.zeros(alpha_shape, net.dtype), train=False))
+    return lambda k: net.init(k, x0, jnp.zeros(alpha_shape, net.dtype), train=False)
 
 
 class ScoringInputs(NamedTuple):
@@ -238,7 +239,7 @@ def init_scoring(cfg: ScoreConfig, seed: int, *, images=None, labels=None) -> Sc
 
 def _default_workers() -> int:
     # XLA:CPU runs the work inside lax.switch on one thread: two cells in flight use both
-    # cores (measured 1.36x on 2 cores); on an accelerator the second hides dispatch latency.
+    # cores (docs/performance.md); on an accelerator the second hides dispatch latency.
     return 2
 
 
@@ -298,7 +299,7 @@ def score_cells(cfg: ScoreConfig, cells: Sequence, seed: int = 0, *, output: str
             process 0 writes ``output``.
         stop_after: stop after this many new cells (for tests of resumption).
         memory_budget: bytes (or ``'2GiB'``) one compiled cell score may use by XLA's
-            estimate; over it :class:`nasi_jax.memory.MemoryBudgetError` is raised before
+            estimate; over it :class:`nasi_jax.core.memory.MemoryBudgetError` is raised before
             any cell runs. For ``ntk_trace`` without ``chunk_size`` the largest fitting
             chunk is chosen.
 

@@ -9,7 +9,7 @@
 
 Example:
     >>> from nasi_jax.search import SearchConfig, run_search
-    >>> cfg = SearchConfig(steps=2, batch_size=4, channels=4, cells_per_stage=1, image_size=8)
+    >>> cfg = SearchConfig(steps=2, batch_size=4, channels=2, cells_per_stage=1, image_size=8)
     >>> res = run_search(cfg, seeds=[0, 1])
     >>> res.ops.shape, len(res.arch_strs)
     ((2, 6), 2)

@@ -49,7 +49,7 @@ def replay(result: SearchResult, *, mu: float, nu: float, nu_mode: str = "fixed"
 
     Example:
         >>> from nasi_jax.search import SearchConfig, run_search
-        >>> cfg = SearchConfig(steps=3, batch_size=4, channels=4, cells_per_stage=1,
+        >>> cfg = SearchConfig(steps=3, batch_size=4, channels=2, cells_per_stage=1,
         ...                    image_size=8, mu=0.0)
         >>> res = run_search(cfg, seeds=[0])
         >>> alpha, ops = replay(res, mu=2.0, nu=float(res.history["s"].mean()), steps=2)

@@ -9,7 +9,7 @@ once, stage by stage (:mod:`nasi_jax.search.staged`). Every way gives the same c
 
 Example:
     >>> from nasi_jax.search import SearchConfig
-    >>> cfg = SearchConfig(steps=2, batch_size=4, channels=4, cells_per_stage=1, image_size=8)
+    >>> cfg = SearchConfig(steps=2, batch_size=4, channels=2, cells_per_stage=1, image_size=8)
     >>> res = run_search(cfg, seeds=[0, 1])
     >>> res.ops.shape, len(res.arch_strs), res.execution.loop
     ((2, 6), 2, 'host')
@@ -257,7 +257,9 @@ def compiled_host_step(cfg: SearchConfig, execution: Execution, num_seeds: int =
     if fns is None:
         init, step, fin = _host_fns(cfg, exe)
         k = k if batched else k[0]
-        init_c = init.lower(k).compile()
+        # theta_0 is drawn eagerly, op by op: the same values as the jitted init (tested bit
+        # for bit), without compiling the whole network's forward pass a second time
+        init_c = jax.vmap(lambda k_: init_state(cfg, exe, k_)) if batched else (lambda k_: init_state(cfg, exe, k_))
         st = jax.eval_shape(init, k)
         if exe.step_impl == "staged":  # compiled stage by stage on first use
             step_c = _staged_step(cfg, exe)

@@ -10,7 +10,7 @@ of order ``1/sqrt(w)``. This module measures that convergence:
 * :func:`analytic_ntk` — ``[N, N]``: ``Theta_inf`` from the stax ``kernel_fn``;
 * :func:`relative_error` — ``||A - B||_F / ||B||_F``;
 * :func:`full_trace` — ``tr`` of the full ``[N K, N K]`` kernel, ``K * tr(k)``, which is
-  what :func:`nasi_jax.ntk.exact_trace` returns for the empirical one;
+  what :func:`nasi_jax.core.ntk.exact_trace` returns for the empirical one;
 * :func:`width_sweep` — errors of the kernel and of its trace over widths, seeds and
   architectures, and :func:`loglog_slope` the fitted rate (theory: about ``-1/2``).
 

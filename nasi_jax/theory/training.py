@@ -73,7 +73,7 @@ def train_gd(apply_fn: Callable, params: Any, x: jax.Array, y: jax.Array, *, lr:
         return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), value
 
     # A host loop of jitted steps, not lax.scan: XLA:CPU runs the convolutions of the
-    # backward pass 10-75x slower inside a loop body (see nasi_jax.conv).
+    # backward pass 10-75x slower inside a loop body (see nasi_jax.core.conv).
     values = []
     for _ in range(steps):
         params, value = step(params)

@@ -76,7 +76,7 @@ def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
       (docs/darts.md has the measurements);
     * ``xla-shift``: as ``xla``, except depthwise convolutions, computed as sums of shifted
       products (:class:`DepthwiseConv`): fast forward, slow derivatives for 5x5 kernels;
-    * ``loop-safe``: as ``xla-shift`` and the other convolutions by :mod:`nasi_jax.conv`
+    * ``loop-safe``: as ``xla-shift`` and the other convolutions by :mod:`nasi_jax.core.conv`
       (fast inside XLA:CPU loops; reverse-mode derivatives only).
 
     All compute the same function (``tests/test_darts.py::test_conv_impls_match_xla``).
@@ -94,7 +94,7 @@ def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
 
 def conv(cfg: Cfg, features: int, kernel: int, stride: int = 1, padding: int = 0, name=None) -> nn.Conv:
     """Bias-free Conv(k x k, stride, symmetric padding), NHWC, initialised by ``cfg.init_scheme``;
-    computed by :mod:`nasi_jax.conv` when ``cfg.conv_impl`` is ``loop-safe``, else by
+    computed by :mod:`nasi_jax.core.conv` when ``cfg.conv_impl`` is ``loop-safe``, else by
     ``lax.conv_general_dilated``."""
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((padding, padding),) * 2,
                    use_bias=False, kernel_init=_init.kernel_init(cfg.init_scheme), dtype=cfg.dtype,

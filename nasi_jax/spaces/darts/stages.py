@@ -11,7 +11,7 @@ statistics, as the search scores) as ``c_i = f_i(theta_i, c_{i-1}, A)``:
 
 Each stage owns the supernet's top-level parameter collections of the same name
 (``stem_conv``, ``stem_bn``; ``cell_i``; ``classifier``), and composes with the others to
-the supernet's own loss. :func:`nasi_jax.staged.chain_trace_and_grad` differentiates the chain
+the supernet's own loss. :func:`nasi_jax.search.staged.chain_trace_and_grad` differentiates the chain
 stage by stage, so no program larger than one cell is compiled.
 
 Example:

@@ -38,7 +38,7 @@ When the ``relu_codes`` collection (:data:`RELU_CODES`) is mutable, every ReLU t
 network runs sows the binary-code kernel of its input (:func:`relu_code_kernel`, NASWOT's
 ``K_H`` term), scaled by its edge's architecture weight inside a cell (so with one-hot
 weights the ops a cell does not use add 0) and by 1 elsewhere; their sum is NASWOT's
-kernel (:func:`nasi_jax.proxies.naswot`). When it is not mutable nothing is computed.
+kernel (:func:`nasi_jax.scoring.proxies.naswot`). When it is not mutable nothing is computed.
 
 Example:
     >>> import jax, jax.numpy as jnp

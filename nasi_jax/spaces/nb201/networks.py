@@ -203,7 +203,7 @@ class NB201Network(nn.Module):
             values) or 'flax' (lecun normal, zero bias).
         dtype: parameter and computation dtype.
         conv_impl: 'xla' (``lax.conv_general_dilated``) or 'loop-safe'
-            (:mod:`nasi_jax.conv`: same values, a derivative that stays fast inside
+            (:mod:`nasi_jax.core.conv`: same values, a derivative that stays fast inside
             XLA:CPU loops and conditionals).
 
     ``__call__(x [B,H,W,3], arch_weights, train) -> logits [B,K]``. ``arch_weights`` is

@@ -39,7 +39,7 @@ class NB201Space(Space):
 
     def resolve_scoring_conv_impl(self, conv_impl: str, backend: str) -> str:
         """``auto``: ``loop-safe`` on CPU, where XLA runs the backward convolutions inside
-        ``lax.switch`` 10-75x slower (docs/performance.md), ``xla`` elsewhere."""
+        ``lax.switch`` far slower (docs/performance.md), ``xla`` elsewhere."""
         if conv_impl == "auto":
             return "loop-safe" if backend == "cpu" else "xla"
         return self.resolve_conv_impl(conv_impl, backend)
