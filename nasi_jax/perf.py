@@ -78,7 +78,7 @@ def bench_step(sz, repeats) -> dict:
                        ).lower(st, jnp.int32(0)).compile()
     c_step = time.perf_counter() - t0
     state = init(key)
-    step_args = (state, jnp.int32(0)) + ((None, None) if host else ())
+    step_args = (state, jnp.int32(0)) + ((None, None, search.algorithm.knobs_of(cfg)) if host else ())
     f = search.make_apply(net, state.batch_stats, cfg.bn_mode)
     t0 = time.perf_counter()
     fwdbwd = jax.jit(lambda p, x, y, A: jax.grad(lambda q: ntk.cross_entropy(f(q, x, A), y))(p)

@@ -73,13 +73,16 @@ def nu_update(state: NuState, s: jax.Array) -> NuState:
     return NuState(state.nu_init, state.total + s.astype(jnp.float32), state.count + 1.0)
 
 
-def current_nu(state: NuState, mode: str) -> jax.Array:
-    """The ceiling for the next step: ``nu_init`` (fixed) or the running mean (adaptive)."""
-    if mode == "fixed":
-        return state.nu_init
-    if mode == "adaptive":
-        return state.total / state.count
-    raise ValueError(f"unknown nu mode {mode!r}; choose one of {NU_MODES}")
+def current_nu(state: NuState, mode) -> jax.Array:
+    """The ceiling for the next step: ``nu_init`` (``'fixed'``) or the running mean
+    (``'adaptive'``). ``mode`` may also be a (traced) boolean, True for adaptive, so that
+    one compiled step serves both rules."""
+    if isinstance(mode, str):
+        if mode not in NU_MODES:
+            raise ValueError(f"unknown nu mode {mode!r}; choose one of {NU_MODES}")
+        mode = mode == "adaptive"
+        return state.total / state.count if mode else state.nu_init
+    return jnp.where(mode, state.total / state.count, state.nu_init)
 
 
 def ceiling_path(s: "jax.Array | list[float]", nu: float, mode: str) -> jax.Array:

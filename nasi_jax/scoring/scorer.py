@@ -202,10 +202,10 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
 
 
 @functools.lru_cache(maxsize=8)
-def _init_fn(net, image_size: int, alpha_shape: tuple[int, ...]):
+def _init_fn(net, image_size: int, alpha_shape: tuple[int, ...], dtype: str):
     """The supernet's init, run eagerly (the values of the jitted init, without compiling it)."""
-    x0 = jnp.zeros((1, image_size, image_size, 3), net.dtype)
-    return lambda k: net.init(k, x0, jnp.zeros(alpha_shape, net.dtype), train=False)
+    x0 = jnp.zeros((1, image_size, image_size, 3), dtype)
+    return lambda k: net.init(k, x0, jnp.zeros(alpha_shape, dtype), train=False)
 
 
 class ScoringInputs(NamedTuple):
@@ -219,7 +219,8 @@ def init_scoring(cfg: ScoreConfig, seed: int, *, images=None, labels=None) -> Sc
     """``theta_0`` of the supernet and the one batch, both from ``PRNGKey(seed)``."""
     cfg.validate()
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    variables = _init_fn(_network(cfg, "xla"), cfg.image_size, get_space(cfg.space).alpha_shape)(init_key)
+    variables = _init_fn(_network(cfg, "xla"), cfg.image_size, get_space(cfg.space).alpha_shape,
+                         cfg.dtype)(init_key)
     dt = jnp.dtype(cfg.dtype)
     # flax keeps BN running statistics in float32; lax.switch needs every branch's (updated)
     # statistics in one dtype

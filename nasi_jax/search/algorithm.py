@@ -40,7 +40,7 @@ from nasi_jax.core import ntk, objective, relax
 from nasi_jax.search.config import Execution, SearchConfig
 from nasi_jax.spaces import get_space
 
-__all__ = ["Eq18State", "eq18_init", "eq18_update", "eq18_delta", "StepMetrics", "SeedOutput",
+__all__ = ["Knobs", "knobs_of", "Eq18State", "eq18_init", "eq18_update", "eq18_delta", "StepMetrics", "SeedOutput",
            "SeedState", "make_network", "make_apply", "objective_and_grad", "init_state",
            "search_step", "finalize", "read_out", "arch_str", "alpha_shape", "TRACE_COUNT"]
 
@@ -76,6 +76,22 @@ def eq18_delta(state: Eq18State, xi: float = 1.0) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- one seed
+
+class Knobs(NamedTuple):
+    """The search values a compiled step takes as inputs rather than constants, so that one
+    compilation serves every ``mu``, ``tau`` and ceiling rule (and ``nu``, which lives in the
+    state): ``mu``, ``tau`` (float32 scalars) and ``adaptive`` (bool, NASI-ADA's rule)."""
+
+    mu: jax.Array
+    tau: jax.Array
+    adaptive: jax.Array
+
+
+def knobs_of(cfg: SearchConfig) -> Knobs:
+    """The :class:`Knobs` of ``cfg``."""
+    return Knobs(jnp.asarray(cfg.mu, jnp.float32), jnp.asarray(cfg.tau, jnp.float32),
+                 jnp.asarray(cfg.nu_mode == "adaptive"))
+
 
 class StepMetrics(NamedTuple):
     """Per-step record (``alpha_shape = [*cell, K]``)."""
@@ -130,7 +146,8 @@ def make_apply(net, batch_stats, bn_mode: str) -> Callable:
 
 
 def objective_and_grad(f: Callable, params, alpha: jax.Array, g: jax.Array, x: jax.Array,
-                       y: jax.Array, nu: jax.Array, cfg: SearchConfig, grad_mode: str = "fwd-rev"):
+                       y: jax.Array, nu: jax.Array, cfg: SearchConfig, grad_mode: str = "fwd-rev",
+                       knobs: Knobs | None = None):
     """``(R, s, G)`` with ``G = grad_alpha R(A(alpha, g))`` (one step of Algorithm 1).
 
     ``f(params, x, arch_weights) -> logits``. With ``grad_mode='fwd-rev'`` (default) the
@@ -138,14 +155,15 @@ def objective_and_grad(f: Callable, params, alpha: jax.Array, g: jax.Array, x: j
     ``v = grad_theta L`` held fixed: a reverse pass over a forward-mode directional
     derivative (one JVP in theta), cheaper than differentiating the backward pass.
     ``'rev-rev'`` is the literal ``jax.grad`` of a function that calls ``jax.grad``; both
-    give the same G (tested).
+    give the same G (tested). ``knobs`` (default: ``cfg``'s) supplies ``mu`` and ``tau``.
     """
-    sample = lambda a: relax.relaxed_sample(a, g, tau=cfg.tau, hard=cfg.hard)
+    mu, tau = (cfg.mu, cfg.tau) if knobs is None else (knobs.mu, knobs.tau)
+    sample = lambda a: relax.relaxed_sample(a, g, tau=tau, hard=cfg.hard)
     loss = lambda p, A: ntk.cross_entropy(f(p, x, A), y)
     if grad_mode == "rev-rev":
         def obj(a):
             s = ntk.tree_sq_norm(jax.grad(loss)(params, sample(a)))
-            return objective.penalised(s, cfg.mu, nu), s
+            return objective.penalised(s, mu, nu), s
         (R, s), G = jax.value_and_grad(obj, has_aux=True)(alpha)
         return R, s, G
     A, sample_vjp = jax.vjp(sample, alpha)
@@ -153,8 +171,8 @@ def objective_and_grad(f: Callable, params, alpha: jax.Array, g: jax.Array, x: j
     s = ntk.tree_sq_norm(v)
     directional = lambda A_: jax.jvp(lambda p: loss(p, A_), (params,), (v,))[1]
     ds_dA = 2.0 * jax.grad(directional)(A)
-    (G,) = sample_vjp(objective.dR_ds(s, cfg.mu, nu) * ds_dA)  # d/ds [s - mu * max(0, s - nu)]
-    return objective.penalised(s, cfg.mu, nu), s, G
+    (G,) = sample_vjp(objective.dR_ds(s, mu, nu) * ds_dA)  # d/ds [s - mu * max(0, s - nu)]
+    return objective.penalised(s, mu, nu), s, G
 
 
 def init_state(cfg: SearchConfig, execution: Execution, key: jax.Array) -> SeedState:
@@ -177,24 +195,28 @@ def sample_step_inputs(cfg: SearchConfig, state: SeedState, t: jax.Array, images
     return x, y, relax.gumbel_noise(gumbel_key, cfg.alpha_shape)
 
 
-def record_step(cfg: SearchConfig, state: SeedState, g, s, G) -> tuple[SeedState, StepMetrics]:
+def record_step(cfg: SearchConfig, state: SeedState, g, s, G, knobs: Knobs | None = None
+                ) -> tuple[SeedState, StepMetrics]:
     """Fold ``G_t`` into eq. 18 and ``s_t`` into the ceiling rule; the step's metrics."""
-    nu = objective.current_nu(state.nu, cfg.nu_mode)
-    metrics = StepMetrics(s, objective.penalised(s, cfg.mu, nu), nu, jnp.linalg.norm(G),
+    knobs = knobs_of(cfg) if knobs is None else knobs
+    nu = objective.current_nu(state.nu, knobs.adaptive)
+    metrics = StepMetrics(s, objective.penalised(s, knobs.mu, nu), nu, jnp.linalg.norm(G),
                           jnp.argmax(g, axis=-1), G)
     return state._replace(eq18=eq18_update(state.eq18, G), nu=objective.nu_update(state.nu, s)), metrics
 
 
-def search_step(cfg: SearchConfig, execution: Execution, state: SeedState, t: jax.Array, images, labels
-                ) -> tuple[SeedState, StepMetrics]:
-    """Step ``t`` of Algorithm 1 for one seed: sample D_t and g_t, take G_t at alpha_0 = 0."""
+def search_step(cfg: SearchConfig, execution: Execution, state: SeedState, t: jax.Array, images, labels,
+                knobs: Knobs | None = None) -> tuple[SeedState, StepMetrics]:
+    """Step ``t`` of Algorithm 1 for one seed: sample D_t and g_t, take G_t at alpha_0 = 0.
+    ``knobs`` (default: ``cfg``'s values as constants) may be traced inputs."""
     TRACE_COUNT["search"] += 1
+    knobs = knobs_of(cfg) if knobs is None else knobs
     f = make_apply(make_network(cfg, execution), state.batch_stats, cfg.bn_mode)
     x, y, g = sample_step_inputs(cfg, state, t, images, labels)
-    nu = objective.current_nu(state.nu, cfg.nu_mode)
+    nu = objective.current_nu(state.nu, knobs.adaptive)
     _, s, G = objective_and_grad(f, state.params, jnp.zeros(cfg.alpha_shape, jnp.float32), g, x, y, nu,
-                                 cfg, execution.grad_mode)
-    return record_step(cfg, state, g, s, G)
+                                 cfg, execution.grad_mode, knobs)
+    return record_step(cfg, state, g, s, G, knobs)
 
 
 def read_out(alpha_star: jax.Array, readout: str = "argmax", space: str | None = None) -> jax.Array:

@@ -29,8 +29,9 @@ import numpy as np
 
 from nasi_jax import records
 from nasi_jax.core import memory, relax
-from nasi_jax.search.algorithm import (SeedOutput, StepMetrics, finalize, init_state, make_network,
-                                       record_step, sample_step_inputs, search_step)
+from nasi_jax.search.algorithm import (SeedOutput, StepMetrics, eq18_delta, finalize, init_state,
+                                       knobs_of, make_network, record_step, sample_step_inputs,
+                                       search_step)
 from nasi_jax.search.config import Execution, NonFiniteScoreError, SearchConfig, check_seeds
 from nasi_jax.spaces import get_space
 
@@ -195,78 +196,97 @@ def _run_scan(cfg, exe, keys, images, labels, hook, devices=(), memory_budget=No
 # --------------------------------------------------------------------------- the host loop
 
 def _staged_step(cfg: SearchConfig, exe: Execution):
-    """``step(state, t, images, labels)`` computing :func:`search_step`'s result with
+    """``step(state, t, images, labels, knobs)`` computing :func:`search_step`'s result with
     ``(s, grad_A s)`` taken stage by stage (:mod:`nasi_jax.search.staged`)."""
+    from nasi_jax.core import objective
     from nasi_jax.search import staged
     net = make_network(cfg, exe)
     sts = get_space(cfg.space).stages(net)
 
     @jax.jit
-    def pre(state, t, images, labels):
+    def pre(state, t, images, labels, knobs):
         x, y, g = sample_step_inputs(cfg, state, t, images, labels)
-        A = relax.relaxed_sample(jnp.zeros(cfg.alpha_shape, jnp.float32), g, tau=cfg.tau, hard=cfg.hard)
+        A = relax.relaxed_sample(jnp.zeros(cfg.alpha_shape, jnp.float32), g, tau=knobs.tau, hard=cfg.hard)
         return x, y, g, A
 
     @jax.jit
-    def post(state, g, s, ds_dA):
-        from nasi_jax.core import objective
-        nu = objective.current_nu(state.nu, cfg.nu_mode)
-        _, sample_vjp = jax.vjp(lambda a: relax.relaxed_sample(a, g, tau=cfg.tau, hard=cfg.hard),
+    def post(state, g, s, ds_dA, knobs):
+        nu = objective.current_nu(state.nu, knobs.adaptive)
+        _, sample_vjp = jax.vjp(lambda a: relax.relaxed_sample(a, g, tau=knobs.tau, hard=cfg.hard),
                                 jnp.zeros(cfg.alpha_shape, jnp.float32))
-        (G,) = sample_vjp(objective.dR_ds(s, cfg.mu, nu) * ds_dA)
-        return record_step(cfg, state, g, s, G)
+        (G,) = sample_vjp(objective.dR_ds(s, knobs.mu, nu) * ds_dA)
+        return record_step(cfg, state, g, s, G, knobs)
 
-    def step(state, t, images, labels):
-        x, y, g, A = pre(state, t, images, labels)
+    def step(state, t, images, labels, knobs):
+        x, y, g, A = pre(state, t, images, labels, knobs)
         s, ds_dA = staged.chain_trace_and_grad(sts, state.params, x, y, A)
-        return post(state, g, s, ds_dA)
+        return post(state, g, s, ds_dA, knobs)
 
     return step
 
 
 def _host_fns(cfg: SearchConfig, exe: Execution):
-    """Jitted ``init``, ``step`` and ``finalize`` for the host-driven loop."""
+    """``init`` (eager), jitted ``step(state, t, images, labels, knobs)`` and jitted
+    ``finalize(state, xi) -> alpha*`` for the host-driven loop. ``cfg`` is the cache key's
+    config: its ``mu``, ``tau``, ``nu``, rule, ``xi`` and read-out are not used (they are inputs)."""
+    def fin(st, xi):
+        return eq18_delta(st.eq18, xi)
+
     if exe.seed_batching == "vmap":
-        init = jax.jit(jax.vmap(lambda k: init_state(cfg, exe, k)))
-        step = jax.jit(jax.vmap(lambda st, t, im, lb: search_step(cfg, exe, st, t, im, lb),
-                                in_axes=(0, None, None, None)))
-        fin = jax.jit(jax.vmap(lambda st: finalize(cfg, st)))
+        init = jax.vmap(lambda k: init_state(cfg, exe, k))
+        step = jax.jit(jax.vmap(lambda st, t, im, lb, kn: search_step(cfg, exe, st, t, im, lb, kn),
+                                in_axes=(0, None, None, None, None)))
+        fin = jax.jit(jax.vmap(fin, in_axes=(0, None)))
     else:
-        init = jax.jit(lambda k: init_state(cfg, exe, k))
-        step = jax.jit(lambda st, t, im, lb: search_step(cfg, exe, st, t, im, lb))
-        fin = jax.jit(lambda st: finalize(cfg, st))
+        init = lambda k: init_state(cfg, exe, k)  # noqa: E731
+        step = jax.jit(lambda st, t, im, lb, kn: search_step(cfg, exe, st, t, im, lb, kn))
+        fin = jax.jit(fin)
     return init, step, fin
+
+
+def _key_config(cfg: SearchConfig) -> SearchConfig:
+    """``cfg`` without what the host programs take as inputs or do not depend on (``steps``;
+    ``mu``, ``tau``, ``nu`` and its rule, ``xi``; the read-out; the preset's name), so that
+    searches differing only there share one compilation."""
+    space = get_space(cfg.space)
+    return dataclasses.replace(cfg, steps=1, preset=None, mu=1.0, tau=1.0, nu=1.0, nu_mode="fixed", xi=1.0,
+                               readout=space.readouts[0])
 
 
 def compiled_host_step(cfg: SearchConfig, execution: Execution, num_seeds: int = 1, images=None,
                        labels=None):
-    """Compiled ``(init, step, finalize)`` of the host loop, cached.
+    """``(init, step, finalize)`` of the host loop, compiled once and cached.
 
-    ``step(state, t, images, labels) -> (state, StepMetrics)`` is one step of Algorithm 1 for
-    one seed (``num_seeds`` seeds batched when ``seed_batching == 'vmap'``). The cache
-    key leaves out what the step does not depend on (``steps``; ``map`` vs ``threads``; the
-    preset's name), so runs that differ only there share one compilation.
+    ``init(key) -> state`` draws ``theta_0`` eagerly (the values of a jitted init, bit for
+    bit, without compiling the network's forward pass); ``step(state, t, images, labels,
+    knobs) -> (state, StepMetrics)`` is one step of Algorithm 1 for one seed (``num_seeds``
+    seeds batched when ``seed_batching == 'vmap'``), with ``knobs =``
+    :func:`~nasi_jax.search.algorithm.knobs_of` ``(cfg)``; ``finalize(state, xi) -> alpha*``.
+    The cache key leaves out what the step does not depend on or takes as an input
+    (:func:`_key_config`; ``map`` vs ``threads``), so runs that differ only there share
+    one compilation.
     """
     exe = execution
     batched = exe.seed_batching == "vmap"
-    key_cfg = dataclasses.replace(cfg, steps=1, preset=None)
+    key_cfg = _key_config(cfg)
     key_exe = dataclasses.replace(exe, seed_batching="vmap" if batched else "map", loop="host")
     k = jnp.zeros((num_seeds if batched else 1, 2), jnp.uint32)
     sig = ("host",) + _signature(key_cfg, key_exe, k, images, labels)
     fns = _COMPILED.get(sig)
     if fns is None:
-        init, step, fin = _host_fns(cfg, exe)
+        init, step, fin = _host_fns(key_cfg, exe)
         k = k if batched else k[0]
-        # theta_0 is drawn eagerly, op by op: the same values as the jitted init (tested bit
-        # for bit), without compiling the whole network's forward pass a second time
-        init_c = jax.vmap(lambda k_: init_state(cfg, exe, k_)) if batched else (lambda k_: init_state(cfg, exe, k_))
         st = jax.eval_shape(init, k)
+        xi = jnp.zeros((), jnp.float32)
         if exe.step_impl == "staged":  # compiled stage by stage on first use
-            step_c = _staged_step(cfg, exe)
+            step_c = _staged_step(key_cfg, exe)
         else:
-            step_c = step.lower(st, jnp.zeros((), jnp.int32), images, labels).compile()
-        fns = _COMPILED[sig] = (init_c, step_c, fin.lower(st).compile())
-    return fns
+            step_c = step.lower(st, jnp.zeros((), jnp.int32), images, labels, knobs_of(key_cfg)).compile()
+        fns = _COMPILED[sig] = (step_c, fin.lower(st, xi).compile())
+    step_c, fin_c = fns
+    init = (jax.vmap(lambda k_: init_state(cfg, exe, k_)) if batched
+            else (lambda k_: init_state(cfg, exe, k_)))  # eager; nu_init is this cfg's
+    return init, step_c, fin_c
 
 
 def _run_host(cfg, exe, keys, images, labels, hook, seeds, memory_budget=None):
@@ -274,6 +294,8 @@ def _run_host(cfg, exe, keys, images, labels, hook, seeds, memory_budget=None):
     batched = exe.seed_batching == "vmap"
     t0 = time.perf_counter()
     init_c, step_c, fin_c = compiled_host_step(cfg, exe, len(keys), images, labels)
+    knobs, xi = knobs_of(cfg), jnp.asarray(cfg.xi, jnp.float32)
+    space = get_space(cfg.space)
     if memory_budget is not None:
         if not hasattr(step_c, "memory_analysis"):
             raise ValueError("memory_budget needs a step compiled as one program; pass "
@@ -291,7 +313,7 @@ def _run_host(cfg, exe, keys, images, labels, hook, seeds, memory_budget=None):
         idx, k = group
         state, hist = init_c(k), []
         for t in range(cfg.steps):
-            state, metrics = step_c(state, jnp.asarray(t, jnp.int32), images, labels)
+            state, metrics = step_c(state, jnp.asarray(t, jnp.int32), images, labels, knobs)
             metrics = jax.tree_util.tree_map(np.asarray, metrics)
             _check_finite(metrics.s, metrics.grad_norm, [seeds[i] for i in idx], t)  # fail early
             hist.append(metrics)
@@ -299,7 +321,8 @@ def _run_host(cfg, exe, keys, images, labels, hook, seeds, memory_budget=None):
                 with lock:
                     for i in idx:
                         hook(i, t)
-        alpha_star, ops = fin_c(state)
+        alpha_star = fin_c(state, xi)
+        ops = space.read_out(alpha_star, cfg.readout)
         history = StepMetrics(*[np.stack(field, axis=1 if batched else 0) for field in zip(*hist)])
         return SeedOutput(np.asarray(alpha_star), np.asarray(ops), history)
 
