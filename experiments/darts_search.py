@@ -69,9 +69,10 @@ def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int
     init, step, _ = search.compiled_host_step(cfg, execution.resolve(cfg))
     compile_s = time.perf_counter() - t0
     state = init(jax.random.PRNGKey(seed))
+    knobs = search.algorithm.knobs_of(cfg)
     for t in range(len(done["s"]), cfg.steps):
         t1 = time.perf_counter()
-        _, m = step(state, jnp.asarray(t, jnp.int32), None, None)  # state only carries eq18/nu
+        _, m = step(state, jnp.asarray(t, jnp.int32), None, None, knobs)  # state only carries eq18/nu
         m = jax.tree_util.tree_map(np.asarray, m)
         if not (np.isfinite(m.s) and np.isfinite(m.grad_norm)):
             raise search.NonFiniteScoreError(f"non-finite s or ||G|| at step {t}")

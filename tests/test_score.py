@@ -172,7 +172,7 @@ def test_cli_score_and_errors(tmp_path, capsys):
 
 MULTI = textwrap.dedent("""
     import os, json, dataclasses
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 {flags}"
     import jax, numpy as np
     from nasi_jax import score, search
     assert len(jax.devices()) == 4
@@ -193,7 +193,8 @@ MULTI = textwrap.dedent("""
 
 def test_multi_device_equals_one_device():
     """Cells and seeds sharded over 4 (forced host) devices give the one-device results."""
-    code = MULTI.format(cells=CELLS[:5])  # 5 cells over 4 devices: the last group is padded
+    from conftest import TEST_XLA_FLAGS
+    code = MULTI.format(cells=CELLS[:5], flags=TEST_XLA_FLAGS)  # 5 cells over 4 devices: the last group is padded
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

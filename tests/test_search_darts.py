@@ -29,7 +29,7 @@ def test_darts_search_shapes_and_genotypes(darts_run):
     from nasi_jax.spaces import darts
     res = darts_run
     assert res.config.readout == "darts" and res.config.cells_per_stage == 1
-    assert res.execution.step_impl == "staged"  # CPU host loop: compiled cell by cell
+    assert res.execution.step_impl == "staged"  # CPU host loop: compiled edge by edge
     assert res.alpha_star.shape == (2, 2, 14, 8) and res.ops.shape == (2, 2, 14)
     assert res.history["G"].shape == (2, 2, 2, 14, 8) and res.history["sampled"].shape == (2, 2, 2, 14)
     np.testing.assert_array_equal(res.ops, darts.read_out_ops(res.alpha_star))

@@ -1,25 +1,30 @@
-"""NASI's search step on a supernet written as a chain of stages, compiled stage by stage.
+"""NASI's search step on a supernet written as a graph of stages, compiled stage by stage.
 
 The search step (:func:`nasi_jax.search.objective_and_grad`) is one program: a forward
 pass, ``v = grad_theta L``, and ``grad_A <grad_theta L(theta, A), v>`` through a forward-mode
 pass and its reverse. For DARTS' supernet (8 cells x 14 edges x 7 ops) that program is so
 large that XLA:CPU runs out of memory compiling it (docs/darts.md). This module computes the
-same ``(s, grad_A s)`` as a chain of small programs, one per stage and pass, so that nothing
-larger than one stage (for DARTS, one cell) is ever compiled. A space supplies its chain by
+same ``(s, grad_A s)`` with small programs, four per stage, so that nothing larger than
+one stage (for DARTS, one mixed edge) is ever compiled. A space supplies its graph by
 :meth:`nasi_jax.spaces.base.Space.stages` (DARTS: :mod:`nasi_jax.spaces.darts.stages`).
 
-The network is a chain of stages ``c_i = f_i(theta_i, c_{i-1}, A)`` (:class:`Stage`; for
-DARTS: the stem ``c_0 = (y, y)``, the cells ``(s0, s1) -> (s1, cell(s0, s1, A))`` and the head:
-global pool, linear, mean cross-entropy ``L``). With the stage inputs kept from the forward pass:
+The network is a graph of stages ``c_i = f_i(theta_i, c_{in(i)}, A)`` (:class:`Stage`; a chain
+when each reads the one before). For DARTS: the stem, then per cell its two preprocessing
+convolutions, its 14 mixed edges (each reading one earlier node and its own row of ``A``),
+the four node sums and the concatenation; the head (global pool, linear, mean cross-entropy
+``L``) last. With the stage inputs kept from the forward pass:
 
 1. ``v = grad_theta L``: reverse through the stages, each stage's VJP recomputing its
-   forward pass (``(v_i, cbar_{i-1}) = vjp f_i (cbar_i)``); ``s = ||v||^2`` (eq. 12).
+   forward pass (``(v_i, cbar_in(i)) = vjp f_i (cbar_i)``, the cotangents of a value summed
+   over the stages that read it); ``s = ||v||^2`` (eq. 12).
 2. ``D(A) = <grad_theta L(theta, A), v> = d/de L(theta + e v, A)``: tangents forward,
-   ``cdot_i = jvp f_i ((theta_i, c_{i-1}), (v_i, cdot_{i-1}))``, ``D = cdot_n``.
+   ``cdot_i = jvp f_i ((theta_i, c_in(i)), (v_i, cdot_in(i)))``, ``D = cdot_n``.
 3. ``grad_A D``: reverse through the JVP'd stages, from ``(cbar_n, cdotbar_n) = (0, 1)``;
    ``grad_A D = sum_i Abar_i``, and ``grad_A s = 2 grad_A D`` (``v`` held fixed), as in
    ``grad_mode='fwd-rev'``.
 
+Stages of one function and one shape share their four compiled programs (jax caches them
+per shape): the 14 edges of a DARTS normal cell are one program, not fourteen.
 Each stage costs about one more forward pass than the one-program step (recomputation), in
 exchange for programs one stage in size. Equal to the one-program step to float rounding
 (tested on a small supernet).
@@ -53,23 +58,54 @@ from nasi_jax.core import ntk
 from nasi_jax.spaces import get_space
 from nasi_jax.spaces.base import Space, Stage
 
-__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace_and_grad"]
+__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace_and_grad", "forward"]
 
 
 def stages(net, space: str | Space = "darts") -> list[Stage]:
-    """The supernet ``net`` of ``space`` as a chain of :class:`Stage` (train-mode BatchNorm, mean
+    """The supernet ``net`` of ``space`` as a graph of :class:`Stage` (train-mode BatchNorm, mean
     cross-entropy at the end): ``get_space(space).stages(net)``. For DARTS the same list (so
     the same compiled programs) for every net of one configuration."""
     return get_space(space).stages(net)
 
 
-def _sub(params, keys):
-    return {k: params[k] for k in keys}
+def _sub(params, st: Stage):
+    if st.path is not None:
+        for k in st.path:
+            params = params[k]
+        return params
+    return {k: params[k] for k in st.keys}
+
+
+def _inputs(sts: list[Stage]) -> list[tuple[int, ...]]:
+    ins = []
+    for i, st in enumerate(sts):
+        src = (i - 1,) if st.inputs is None else tuple(st.inputs)
+        if not src or any(j < -1 or j >= i for j in src):
+            raise ValueError(f"stage {i} ({st.name!r}) takes inputs {src}: each must be -1 (the "
+                             f"input x) or an earlier stage")
+        ins.append(src)
+    unread = set(range(len(sts) - 1)) - {j for src in ins for j in src}
+    if unread:
+        raise ValueError(f"stages {sorted(unread)} feed no later stage: every stage but the last "
+                         f"(the loss) must be an input of another")
+    return ins
+
+
+def _carry(store, src):
+    return store[src[0]] if len(src) == 1 else tuple(store[j] for j in src)
+
+
+def _accumulate(store, src, cot):
+    """Add the cotangent ``cot`` of a stage's carry into ``store`` (the input x's is dropped)."""
+    for j, c in zip(src, (cot,) if len(src) == 1 else cot):
+        if j >= 0:
+            store[j] = c if j not in store else jax.tree_util.tree_map(jnp.add, store[j], c)
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(stage_apply):
-    """The four jitted programs of one stage (cached per stage function)."""
+    """The four jitted programs of one stage function (cached per function; jax caches each
+    program per input shape, so stages of one shape share them)."""
     f = stage_apply
 
     def fwd(p, c, A, y):
@@ -102,29 +138,48 @@ def trace_and_grad(net, params: Any, x: jax.Array, y: jax.Array, A: jax.Array,
     return chain_trace_and_grad(stages(net, space), params, x, y, A)
 
 
+def forward(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array) -> jax.Array:
+    """The last stage's value (the loss) of the graph ``sts`` at ``(params, x, y, A)``, traceable
+    (no program is compiled here): the function :func:`chain_trace_and_grad` differentiates."""
+    ins, vals = _inputs(sts), {-1: x}
+    for i, st in enumerate(sts):
+        a = A if st.a_index is None else A[st.a_index]
+        vals[i] = st.apply(_sub(params, st), _carry(vals, ins[i]), a, y)
+    return vals[len(sts) - 1]
+
+
 def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
                          A: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`trace_and_grad` for any chain of stages (the last one returns the scalar loss);
-    ``params`` holds every stage's ``keys``."""
+    """:func:`trace_and_grad` for any graph of stages (:class:`Stage`; a chain when no stage
+    names its ``inputs``; the last one returns the scalar loss); ``params`` holds every stage's
+    parameters. The reverse passes visit the stages in reverse order, so a value's cotangent is
+    complete (summed over every stage that reads it) before its own stage runs."""
+    n, ins = len(sts), _inputs(sts)
     fns = [_compiled(st.apply) for st in sts]
-    ps = [_sub(params, st.keys) for st in sts]
-    carries = [x]
-    for (fwd, *_), p in zip(fns[:-1], ps[:-1]):
-        carries.append(fwd(p, carries[-1], A, y))
+    ps = [_sub(params, st) for st in sts]
+    As = [A if st.a_index is None else A[st.a_index] for st in sts]
+    vals = {-1: x}
+    for i in range(n - 1):
+        vals[i] = fns[i][0](ps[i], _carry(vals, ins[i]), As[i], y)
+    dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals, ins[-1]), As[-1], y).dtype  # the loss's
     # 1. v = grad_theta L, reverse through the stages
-    cbar = jnp.ones((), jnp.float32)
-    vs = [None] * len(sts)
-    for i in reversed(range(len(sts))):
-        vs[i], cbar = fns[i][1](ps[i], carries[i], A, y, cbar)
+    cbars = {n - 1: jnp.ones((), dt)}
+    vs = [None] * n
+    for i in reversed(range(n)):
+        vs[i], cin = fns[i][1](ps[i], _carry(vals, ins[i]), As[i], y, cbars.pop(i))
+        _accumulate(cbars, ins[i], cin)
     s = sum(ntk.tree_sq_norm(v) for v in vs)
     # 2. tangents of the stage outputs along v (the input x has none)
-    cdots = [jnp.zeros_like(x)]
-    for i in range(len(sts) - 1):
-        cdots.append(fns[i][2](ps[i], vs[i], carries[i], cdots[i], A, y))
+    cdots = {-1: jnp.zeros_like(x)}
+    for i in range(n - 1):
+        cdots[i] = fns[i][2](ps[i], vs[i], _carry(vals, ins[i]), _carry(cdots, ins[i]), As[i], y)
     # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss
-    cbar, cdotbar = jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32)
+    cbars, cdotbars = {n - 1: jnp.zeros((), dt)}, {n - 1: jnp.ones((), dt)}
     total = jnp.zeros_like(A)
-    for i in reversed(range(len(sts))):
-        Abar, cbar, cdotbar = fns[i][3](ps[i], vs[i], carries[i], cdots[i], A, y, cbar, cdotbar)
-        total = total + Abar
+    for i in reversed(range(n)):
+        Abar, cin, cdotin = fns[i][3](ps[i], vs[i], _carry(vals, ins[i]), _carry(cdots, ins[i]), As[i],
+                                      y, cbars.pop(i), cdotbars.pop(i))
+        _accumulate(cbars, ins[i], cin)
+        _accumulate(cdotbars, ins[i], cdotin)
+        total = total + Abar if sts[i].a_index is None else total.at[sts[i].a_index].add(Abar)
     return s, 2.0 * total

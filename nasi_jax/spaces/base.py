@@ -18,7 +18,7 @@ package. The contract:
 * **Size**: :meth:`describe` gives what a result reports of a selected architecture
   (parameters, FLOPs, ...).
 * **Execution** (not the maths): :meth:`resolve_conv_impl` and :meth:`step_impls`; the
-  staged step (:mod:`nasi_jax.search.staged`) asks :meth:`stages` for the supernet's chain.
+  staged step (:mod:`nasi_jax.search.staged`) asks :meth:`stages` for the supernet's graph.
 * **Scoring discrete cells** (optional, :attr:`scorable`): :meth:`scoring_network` (integer
   ops select one op per edge with ``lax.switch``), :meth:`cost` (parameter and FLOP counts as
   jit-able functions of the ops), the cell codes :meth:`code_to_ops` / :meth:`ops_to_code`
@@ -49,13 +49,27 @@ class ArchitectureError(ValueError):
 
 
 class Stage(NamedTuple):
-    """One link of a supernet written as a chain (:meth:`Space.stages`):
-    ``apply(params_i, carry, A, y) -> carry`` (the last stage returns the scalar loss), and
-    the names of the top-level parameter collections it owns."""
+    """One node of a supernet written as a graph of small programs (:meth:`Space.stages`).
+
+    ``apply(params_i, carry, a, y) -> value``; the last stage returns the scalar loss.
+
+    * ``carry``: the value of the one stage named by ``inputs`` (or a tuple of the values of
+      several); ``inputs=None`` means the previous stage's output (a chain), ``-1`` the input
+      images ``x``. Inputs come before the stage in the list.
+    * ``params_i``: ``{k: params[k] for k in keys}`` (top-level collections), or, when ``path``
+      is given, the subtree ``params[path[0]][path[1]]...`` itself, so that stages of one shape
+      (the edges of a cell) share their compiled programs.
+    * ``a``: ``A[a_index]`` (``a_index=None``: all of ``A``).
+
+    Every parameter belongs to exactly one stage.
+    """
 
     name: str
     keys: tuple[str, ...]
     apply: Callable
+    inputs: tuple[int, ...] | None = None
+    a_index: tuple[int, ...] | None = None
+    path: tuple[str, ...] | None = None
 
 
 class Space(abc.ABC):
@@ -93,7 +107,7 @@ class Space(abc.ABC):
         """The supernet module: ``net(x, arch_weights [alpha_shape], train) -> logits``."""
 
     def stages(self, net) -> list[Stage]:
-        """The supernet ``net`` as a chain of :class:`Stage` (train-mode BatchNorm, mean
+        """The supernet ``net`` as a graph of :class:`Stage` (train-mode BatchNorm, mean
         cross-entropy at the end), for the staged step (:mod:`nasi_jax.search.staged`);
         spaces without one raise."""
         raise NotImplementedError(f"space {self.name!r} has no staged step")

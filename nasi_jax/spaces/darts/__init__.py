@@ -58,7 +58,7 @@ The package, one concern a module: :mod:`~nasi_jax.spaces.darts.genotype` (ops, 
 genotypes, read-out), :mod:`~nasi_jax.spaces.darts.ops` (the op modules and convolution
 helpers), :mod:`~nasi_jax.spaces.darts.networks` (supernet, evaluation network),
 :mod:`~nasi_jax.spaces.darts.cost` (parameter and FLOP counts),
-:mod:`~nasi_jax.spaces.darts.stages` (the supernet as a chain of stages for the staged step)
+:mod:`~nasi_jax.spaces.darts.stages` (the supernet as a graph of stages for the staged step)
 and :mod:`~nasi_jax.spaces.darts.space` (:class:`DartsSpace`, the
 :class:`~nasi_jax.spaces.base.Space` that ``get_space("darts")`` returns).
 

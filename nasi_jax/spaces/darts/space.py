@@ -29,7 +29,7 @@ class DartsSpace(Space):
     * text form: DARTS' genotype (:func:`~nasi_jax.spaces.darts.genotype.parse_genotype`);
     * :meth:`describe`: the parameters of the evaluation network (C = 36, 20 cells, without
       the auxiliary head);
-    * step: ``staged`` (:meth:`stages`, cell by cell) or ``one-program``;
+    * step: ``staged`` (:meth:`stages`, edge by edge) or ``one-program``;
     * not scorable (:mod:`nasi_jax.scoring` scores NB201-like cell spaces).
 
     Example:
@@ -75,7 +75,7 @@ class DartsSpace(Space):
         return resolve_conv_impl(conv_impl, backend)
 
     def step_impls(self) -> tuple[str, ...]:
-        """``staged`` (the step cell by cell, for the CPU host loop) and ``one-program``."""
+        """``staged`` (the step edge by edge, for the CPU host loop) and ``one-program``."""
         return ("staged", "one-program")
 
     def read_out(self, alpha_star, readout: str):

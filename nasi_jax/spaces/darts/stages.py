@@ -1,32 +1,36 @@
-"""The DARTS supernet as a chain of :class:`~nasi_jax.spaces.base.Stage`, for the staged step.
+"""The DARTS supernet as a graph of :class:`~nasi_jax.spaces.base.Stage`, for the staged step.
 
 :func:`stages` writes ``loss = CE(DartsSupernet(x, A), y)`` (train-mode BatchNorm: batch
-statistics, as the search scores) as ``c_i = f_i(theta_i, c_{i-1}, A)``:
+statistics, as the search scores) as small stages ``c_i = f_i(theta_i, c_in(i), a_i)``:
 
-* ``stem``: ``x [B, H, W, 3] -> (s, s)`` with ``s = BN(conv3x3(x)) [B, H, W, 3C]``;
-* ``cell_i``: ``(s0, s1) -> (s1, cell_i(s0, s1, A[r]))``, ``r = 1`` for the reduction cells
-  (:func:`~nasi_jax.spaces.darts.networks.reduction_cells`) and 0 otherwise;
-* ``head``: ``(s0, s1) -> mean cross-entropy`` of ``linear(mean_{H, W} s1)``
+* ``stem``: ``x [B, H, W, 3] -> s = BN(conv3x3(x)) [B, H, W, 3C]`` (read as both inputs of
+  the first cell);
+* per cell ``i``: ``cell_i/pre0`` and ``cell_i/pre1`` (the preprocessing of the cell's two
+  inputs), the 14 mixed edges ``cell_i/edge_j_k`` (node ``j`` -> node ``k``, weighted by
+  ``a = A[r, e]``, ``r = 1`` in the reduction cells
+  (:func:`~nasi_jax.spaces.darts.networks.reduction_cells`), 0 otherwise), the node sums
+  ``cell_i/node_k`` (``k = 2..5``) and ``cell_i/out`` (their concatenation);
+* ``head``: ``mean cross-entropy`` of ``linear(mean_{H, W} s)`` of the last cell
   (:func:`nasi_jax.core.ntk.cross_entropy`), a scalar.
 
-Each stage owns the supernet's top-level parameter collections of the same name
-(``stem_conv``, ``stem_bn``; ``cell_i``; ``classifier``), and composes with the others to
-the supernet's own loss. :func:`nasi_jax.search.staged.chain_trace_and_grad` differentiates the chain
-stage by stage, so no program larger than one cell is compiled.
+Each stage owns the supernet's parameters of the same name (``stem_conv`` and ``stem_bn``;
+the subtrees ``cell_i/preprocess0``, ``cell_i/edge_j_k``, ...; ``classifier``), and the graph
+computes the supernet's own loss. The edges of one cell type and size are one function of
+the same shapes, so :func:`nasi_jax.search.staged.chain_trace_and_grad` compiles their
+programs once: no program larger than one mixed edge is compiled.
 
 Example:
     >>> import jax, jax.numpy as jnp
+    >>> from nasi_jax.search import staged
     >>> from nasi_jax.spaces.darts.networks import DartsSupernet
     >>> net = DartsSupernet(channels=2, layers=3)
     >>> sts = stages(net)
-    >>> [st.name for st in sts], sts[0].keys
-    (['stem', 'cell_0', 'cell_1', 'cell_2', 'head'], ('stem_conv', 'stem_bn'))
+    >>> [st.name for st in sts[:5]], len(sts)      # 3 cells of 21 stages, stem and head
+    (['stem', 'cell_0/pre0', 'cell_0/pre1', 'cell_0/edge_0_2', 'cell_0/edge_1_2'], 65)
     >>> x, y, A = jnp.ones((2, 8, 8, 3)), jnp.array([0, 1]), jnp.full((2, 14, 8), 1 / 8)
     >>> params = net.init(jax.random.PRNGKey(0), x, A, train=False)["params"]
-    >>> c = x
-    >>> for st in sts:
-    ...     c = st.apply({k: params[k] for k in st.keys}, c, A, y)
-    >>> c.shape, c.dtype                                   # the scalar loss
+    >>> loss = staged.forward(sts, params, x, y, A)
+    >>> loss.shape, loss.dtype
     ((), dtype('float32'))
 """
 
@@ -38,37 +42,64 @@ import jax.numpy as jnp
 
 from nasi_jax.core import ntk
 from nasi_jax.spaces.base import Stage
-from nasi_jax.spaces.darts.networks import DartsSupernet, SearchCell, reduction_cells
-from nasi_jax.spaces.darts.ops import Cfg, batch_norm_module, conv, dense, resolve_conv_impl
+from nasi_jax.spaces.darts.genotype import NUM_NODES
+from nasi_jax.spaces.darts.networks import DartsSupernet, MixedEdge, reduction_cells
+from nasi_jax.spaces.darts.ops import (Cfg, FactorizedReduce, ReLUConvBN, batch_norm_module, conv, dense,
+                                       resolve_conv_impl)
 
 __all__ = ["stages"]
 
 
-def _stem_apply(cfg, C, params, x, A, y):
+def _stem_apply(cfg, C, params, x, a, y):
     out = conv(cfg, 3 * C, 3, 1, 1).apply({"params": params["stem_conv"]}, x.astype(cfg.dtype))
     # train mode: batch statistics; the running averages are created and discarded
     out, _ = batch_norm_module(True, cfg.dtype).apply({"params": params["stem_bn"]}, out,
                                                      mutable=["batch_stats"])
-    return out, out
+    return out
 
 
-def _cell_apply(cell, name, which, params, carry, A, y):
-    s0, s1 = carry
-    out, _ = cell.apply({"params": params[name]}, s0, s1, A[which], True, mutable=["batch_stats"])
-    return s1, out
+def _module_apply(module, params, x, a, y):  # a preprocessing stage (a is not read)
+    out, _ = module.apply({"params": params}, x, True, mutable=["batch_stats"])
+    return out
 
 
-def _head_apply(cfg, num_classes, params, carry, A, y):
-    _, s1 = carry
+def _edge_apply(edge, params, x, a, y):
+    out, _ = edge.apply({"params": params}, x, a, True, mutable=["batch_stats"])
+    return out
+
+
+def _sum(params, xs, a, y):
+    out = xs[0]
+    for t in xs[1:]:
+        out = out + t
+    return out
+
+
+def _concat(params, xs, a, y):
+    return jnp.concatenate(xs, axis=-1)
+
+
+def _head_apply(cfg, num_classes, params, s1, a, y):
     z = jnp.mean(s1, axis=(1, 2))
     logits = dense(cfg, num_classes, z.shape[-1], "classifier").apply({"params": params["classifier"]}, z)
     return ntk.cross_entropy(logits, y)
 
 
+@functools.lru_cache(maxsize=None)
+def _fn(kind: str, *args):
+    """One function object per kind and module configuration, so that stages of one shape
+    share their compiled programs."""
+    if kind == "edge":
+        return functools.partial(_edge_apply, MixedEdge(*args))
+    module = FactorizedReduce(args[0], False, args[1]) if kind == "reduce" else \
+        ReLUConvBN(args[0], 1, 1, 0, False, args[1])
+    return functools.partial(_module_apply, module)
+
+
 def stages(net: DartsSupernet) -> list[Stage]:
-    """The stages of ``net`` (train-mode BatchNorm, as the search scores): stem, cells, head;
-    ``apply(params_i, carry, A [2, 14, 8], y [B]) -> carry``. The same list (so the same
-    compiled programs) for every net of the same configuration. TypeError unless ``net`` is a
+    """The stages of ``net`` (train-mode BatchNorm, as the search scores), see the module
+    docstring; ``apply(params_i, carry, a, y) -> value``. The same list (so the same compiled
+    programs) for every net of the same configuration. TypeError unless ``net`` is a
     :class:`DartsSupernet` with ``fixed=None``."""
     if not isinstance(net, DartsSupernet) or net.fixed is not None:
         raise TypeError("stages() takes the DARTS supernet (DartsSupernet with fixed=None)")
@@ -80,18 +111,36 @@ def stages(net: DartsSupernet) -> list[Stage]:
 def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl) -> list[Stage]:
     cfg = Cfg(init_scheme, dtype, conv_impl)
     out = [Stage("stem", ("stem_conv", "stem_bn"), functools.partial(_stem_apply, cfg, channels))]
-    C, reduction_prev = channels, False
+
+    def add(name, apply, inputs, **kw):
+        out.append(Stage(name, (), apply, tuple(inputs), **kw))
+        return len(out) - 1
+
+    C, reduction_prev, prev_prev, prev = channels, False, 0, 0
     for i in range(layers):
         reduction = i in reduction_cells(layers)
         C = 2 * C if reduction else C
-        cell = SearchCell(C, reduction, reduction_prev, None, cfg)
-        out.append(Stage(f"cell_{i}", (f"cell_{i}",),
-                         functools.partial(_cell_apply, cell, f"cell_{i}", 1 if reduction else 0)))
+        r, cell = (1 if reduction else 0), f"cell_{i}"
+        states = [add(f"{cell}/pre0", _fn("reduce" if reduction_prev else "relu_conv_bn", C, cfg), [prev_prev],
+                      path=(cell, "preprocess0")),
+                  add(f"{cell}/pre1", _fn("relu_conv_bn", C, cfg), [prev], path=(cell, "preprocess1"))]
+        e = 0
+        for k in range(2, 2 + NUM_NODES):
+            edges = []
+            for j in range(k):
+                stride = 2 if reduction and j < 2 else 1
+                edges.append(add(f"{cell}/edge_{j}_{k}", _fn("edge", C, stride, None, cfg), [states[j]],
+                                 a_index=(r, e), path=(cell, f"edge_{j}_{k}")))
+                e += 1
+            states.append(add(f"{cell}/node_{k}", _sum, edges))
+        prev_prev, prev = prev, add(f"{cell}/out", _concat, states[2:])
         reduction_prev = reduction
-    out.append(Stage("head", ("classifier",), functools.partial(_head_apply, cfg, num_classes)))
+    out.append(Stage("head", ("classifier",), functools.partial(_head_apply, cfg, num_classes), (prev,)))
     return out
 
 
 def clear_cache() -> None:
-    """Forget the stage lists kept by :func:`stages` (one per supernet configuration)."""
+    """Forget the stage lists kept by :func:`stages` (one per supernet configuration) and the
+    stage functions they share."""
     _stages.cache_clear()
+    _fn.cache_clear()
