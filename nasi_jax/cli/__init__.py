@@ -8,6 +8,7 @@
     nasi info --space darts --genotype DARTS_V2 --channels 36 --layers 20   (cli/info.py)
     nasi presets                                                    (cli/presets.py)
     nasi train --genotype DARTS_V2 --dataset cifar10 --epochs 600 --data-dir DATA --workdir runs/darts_v2
+    nasi cache [--clear]                                            (cli/cache.py)
 
 Defaults come from the library (the presets, :class:`nasi_jax.scoring.ScoreConfig`, the
 training recipes), never from a second copy here. Only the chosen subcommand's module is
@@ -31,6 +32,7 @@ COMMANDS = {
     "info": "parameter count and FLOPs (darts: --flops) of one architecture",
     "presets": "list the named search presets (every search value and where it came from)",
     "train": "train an architecture from scratch (DARTS or NB201 recipe)",
+    "cache": "the persistent compilation cache: its folder and size, or --clear it",
 }
 """Subcommand -> one line of help; each lives in ``nasi_jax.cli.<name>``."""
 

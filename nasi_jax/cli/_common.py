@@ -6,7 +6,8 @@ import argparse
 import os
 import tempfile
 
-__all__ = ["positive_int", "DefaultsFormatter", "add_scale_args", "setup_scale", "check_writable"]
+__all__ = ["positive_int", "DefaultsFormatter", "add_scale_args", "add_cache_args", "setup_cache", "setup_scale",
+           "check_writable"]
 
 
 def positive_int(name):
@@ -40,20 +41,33 @@ def add_scale_args(p, what: str) -> None:
                    "process's devices")
     p.add_argument("--memory-budget", metavar="SIZE", help="device memory the compiled program may "
                    "use, e.g. 2GiB or 800MB (XLA's estimate, checked before running)")
+    add_cache_args(p)
+
+
+def add_cache_args(p) -> None:
+    """``--compilation-cache DIR`` / ``--no-compilation-cache`` (:mod:`nasi_jax.compilation_cache`)."""
     p.add_argument("--compilation-cache", metavar="DIR", help="persistent XLA compilation cache "
-                   "folder (reused across runs with the same program)")
+                   "folder: a later run of the same program loads it instead of compiling (default: "
+                   "$JAX_COMPILATION_CACHE_DIR, else $NASI_JAX_CACHE_DIR, else ~/.cache/nasi-jax; "
+                   "`nasi cache` shows its size and clears it)")
+    p.add_argument("--no-compilation-cache", dest="use_compilation_cache", action="store_false",
+                   help="compile every program afresh, without reading or writing the cache")
+
+
+def setup_cache(args) -> str | None:
+    """Turn on the compilation cache the flags ask for (before any compile); its folder or None."""
+    from nasi_jax import compilation_cache
+    path = compilation_cache.resolve_dir(args.compilation_cache, getattr(args, "use_compilation_cache", True))
+    return compilation_cache.enable(path) if path else None
 
 
 def setup_scale(args):
-    """Initialise multi-host / the compilation cache; return the devices to use (or None)."""
+    """Initialise the compilation cache / multi-host; return the devices to use (or None)."""
     import jax
     if args.memory_budget is not None:
         from nasi_jax.core import memory
         memory.parse_bytes(args.memory_budget)  # a malformed size fails before compiling
-    if args.compilation_cache:
-        os.makedirs(args.compilation_cache, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    setup_cache(args)
     if args.distributed:
         jax.distributed.initialize()
         return jax.devices()

@@ -136,6 +136,8 @@ def run(args, argv: Sequence[str]) -> int:
                          "table: train the genotype with `nasi train --genotype ...`")
     cfg, exe = search_config(args)
     devices = setup_scale(args)
+    from nasi_jax import compilation_cache
+    cache_before = compilation_cache.stats()
     exe.resolve(cfg, devices=len(devices) if devices else 1)  # impossible choices fail before compiling
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     search.check_seeds(seeds)
@@ -173,8 +175,10 @@ def run(args, argv: Sequence[str]) -> int:
     if table is None and space.lookup_hint():
         print(space.lookup_hint())
     per_step = res.run_time_s / (len(seeds) * cfg.steps)
+    cache = {"dir": compilation_cache.current_dir(), **{k: v - cache_before[k] for k, v in compilation_cache.stats().items()}}
     print(f"wall time {wall:.1f}s (compile {res.compile_time_s:.1f}s, search {res.run_time_s:.1f}s, "
-          f"{per_step:.3f}s per step per seed)")
+          f"{per_step:.3f}s per step per seed)" + (f"; compilation cache: {cache['hits']} hit(s), "
+                                                   f"{cache['misses']} miss(es)" if cache["dir"] else ""))
     import jax
     if args.output and jax.process_index() == 0:  # several hosts: process 0 writes
         result = {
@@ -192,6 +196,7 @@ def run(args, argv: Sequence[str]) -> int:
             "summary": summary,
             "wall_time_s": wall,
             "compile_time_s": res.compile_time_s,
+            "compilation_cache": cache,
             "search_time_s": res.run_time_s,
             "per_step_s": per_step,
         }

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from nasi_jax import data as _data
 from nasi_jax import train
+from nasi_jax.cli._common import add_cache_args, setup_cache
 from nasi_jax.records import command_line, format_duration
 from nasi_jax.spaces import nb201
 
@@ -97,8 +98,7 @@ def _add_run(t) -> None:
                    help="refuse to continue an existing run in WORKDIR (default: continue it)")
     t.add_argument("--stop-after-steps", type=_int_arg("--stop-after-steps"),
                    help="stop (with a checkpoint) once the global step reaches N; rerun to continue")
-    t.add_argument("--compilation-cache", metavar="DIR", help="persistent XLA compilation cache folder "
-                   "(a resumed run then loads the same compiled step instead of compiling it again)")
+    add_cache_args(t)  # a resumed run loads the same compiled step instead of compiling it again
     t.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
 
@@ -162,11 +162,7 @@ def run(args, argv: Sequence[str] = ()) -> int:
     """Run ``nasi train`` from parsed arguments (see :func:`add_parser`); the exit status."""
     arch = train.parse_architecture(args.genotype, args.arch)
     cfg = config_from_args(args, arch)
-    if args.compilation_cache:
-        import jax
-        os.makedirs(args.compilation_cache, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    setup_cache(args)
     _print_plan(args, cfg, arch)
     try:
         res = train.train(cfg, arch, args.workdir, seed=args.seed, data_dir=args.data_dir,
