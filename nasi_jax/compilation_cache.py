@@ -5,11 +5,12 @@ not, so that its compile figures stay true): a compiled program is stored on dis
 of its HLO, jax/XLA versions and flags, and a later process that builds the same program loads
 it instead of compiling it. The results are the same; only the compile time goes.
 
-* :func:`resolve_dir`: which folder, in this order: an explicit path
-  (``--compilation-cache DIR``); none when switched off (``--no-compilation-cache``);
+* :func:`resolve_dir`: which folder, in this order: none when switched off
+  (``--no-compilation-cache``; :func:`disable`); an explicit path (``--compilation-cache DIR``);
   ``$JAX_COMPILATION_CACHE_DIR`` when the user set jax's own variable; else :func:`default_dir`
   (``$NASI_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nasi-jax``, else ``~/.cache/nasi-jax``).
-* :func:`enable`: points jax at the folder, with a size cap (:data:`DEFAULT_MAX_BYTES`): jax
+* :func:`enable`: points jax at the folder, with a size cap (:data:`DEFAULT_MAX_BYTES`, or
+  ``$JAX_COMPILATION_CACHE_MAX_SIZE``): jax
   then evicts least-recently-used programs and takes a file lock (``filelock``) around every
   read and write, so several processes can share one folder.
 * :func:`stats`: this process's cache hits and misses (jax's monitoring events), which
@@ -37,7 +38,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_MAX_BYTES", "default_dir", "resolve_dir", "enable", "usage", "clear", "stats", "current_dir"]
+__all__ = ["DEFAULT_MAX_BYTES", "default_dir", "resolve_dir", "enable", "disable", "usage", "clear", "stats",
+           "current_dir"]
 
 DEFAULT_MAX_BYTES = 4 * 1024 ** 3
 """The cache's size cap (4 GiB; least-recently-used programs are evicted beyond it)."""
@@ -76,11 +78,13 @@ def resolve_dir(path: str | None = None, enabled: bool = True) -> str | None:
     return os.environ.get("JAX_COMPILATION_CACHE_DIR") or default_dir()
 
 
-def enable(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+def enable(path: str, max_bytes: int | None = None) -> str:
     """Point jax's persistent compilation cache at ``path`` (created if missing); returns it.
 
-    Call before the first compilation of the process. ``OSError`` (one line) when the folder
-    cannot be created or written; pass ``--no-compilation-cache`` to run without it."""
+    ``max_bytes``: the size cap (default ``$JAX_COMPILATION_CACHE_MAX_SIZE``, else
+    :data:`DEFAULT_MAX_BYTES`). Call it before the first compilation of the process; a later
+    call with another folder resets jax's cache so that the new folder is the one used.
+    ``OSError`` (one line) when the folder cannot be created or written."""
     import jax
     path = os.path.abspath(os.path.expanduser(path))
     try:
@@ -96,16 +100,42 @@ def enable(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     if not _listening:
         jax.monitoring.register_event_listener(_listen)
         _listening.append(True)
+    previous = current_dir()
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", DEFAULT_MAX_BYTES))
+    jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if previous and os.path.abspath(previous) != path:
+        _reset()
     return path
+
+
+def disable() -> None:
+    """Switch the persistent cache off for this process (nothing is read or written), even
+    when ``$JAX_COMPILATION_CACHE_DIR`` switched it on."""
+    import jax
+    jax.config.update("jax_enable_compilation_cache", False)
+    _reset()
+
+
+def _reset() -> None:
+    """Make jax re-read the cache settings at its next compilation (jax fixes them at the
+    first one; ``reset_cache`` is not public API, hence the guard)."""
+    try:
+        from jax._src import compilation_cache as _jcc
+        _jcc.reset_cache()
+    except (ImportError, AttributeError):  # pragma: no cover - other jax versions
+        pass
 
 
 def current_dir() -> str | None:
     """The folder jax's persistent cache uses in this process (None: off)."""
     import jax
+    if not jax.config.jax_enable_compilation_cache:
+        return None
     return jax.config.jax_compilation_cache_dir or None
 
 

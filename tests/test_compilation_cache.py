@@ -1,5 +1,5 @@
-"""The persistent compilation cache: on by default, its folder, a second run loads every
-program, `nasi cache` reports and clears it, and `nasi bench` stays off it."""
+"""The persistent compilation cache: on by default, its folder, switching it off, a second run
+loads every program, and `nasi cache` reports and clears it."""
 
 import json
 import os
@@ -26,9 +26,49 @@ def test_folder_order(monkeypatch, tmp_path):
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/j")  # jax's own variable wins over ours
     assert cc.resolve_dir() == "/j"
     assert cc.resolve_dir("/flag") == "/flag" and cc.resolve_dir("/flag", enabled=False) is None
+
+
+@pytest.fixture
+def restore_cache_settings():
+    import jax
+    saved = {k: getattr(jax.config, k) for k in ("jax_enable_compilation_cache", "jax_compilation_cache_dir",
+                                                  "jax_compilation_cache_max_size",
+                                                  "jax_persistent_cache_min_compile_time_secs",
+                                                  "jax_persistent_cache_min_entry_size_bytes")}
+    yield
+    for k, v in saved.items():
+        jax.config.update(k, v)
+    cc._reset()
+
+
+def _setup(*flags):
     from nasi_jax.cli import _common, build_parser
-    args = build_parser("search").parse_args(["search", "--no-compilation-cache"])
-    assert _common.setup_cache(args) is None  # switched off: nothing is enabled
+    return _common.setup_cache(build_parser("search").parse_args(["search", *flags]))
+
+
+def test_switching_off_and_unwritable_folders(monkeypatch, tmp_path, capsys, restore_cache_settings):
+    import jax
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    on = _setup("--compilation-cache", str(tmp_path / "on"))
+    jax.jit(lambda x: x * 5.0 - 2.0).lower(1.0).compile()
+    assert cc.usage(on)[0] == 1  # switched on, a compile is stored (so the next check can fail)
+    assert _setup("--no-compilation-cache") is None
+    assert jax.config.jax_enable_compilation_cache is False and cc.current_dir() is None
+    jax.jit(lambda x: x * 3.0 + 1.0).lower(1.0).compile()
+    assert cc.usage(on)[0] == 1  # switched off: nothing more written
+    with pytest.raises(ValueError, match="contradict"):
+        _setup("--no-compilation-cache", "--compilation-cache", str(tmp_path))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="not writable"):  # an explicit folder: an error
+        _setup("--compilation-cache", str(blocker / "cache"))
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(blocker / "cache"))  # a default: a warning
+    assert _setup() is None and "running without it" in capsys.readouterr().err
+    assert cc.current_dir() is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "ok"))
+    assert _setup() == str(tmp_path / "ok") and cc.current_dir() == str(tmp_path / "ok")
 
 
 def test_unwritable_folder_is_one_clear_error(tmp_path):

@@ -1,4 +1,5 @@
-"""The staged (cell-by-cell) DARTS search step computes eq. 12 and its A-gradient exactly."""
+"""The staged (stage-by-stage, for DARTS edge-by-edge) search step computes eq. 12 and its
+A-gradient exactly."""
 
 import functools
 
@@ -68,6 +69,8 @@ def test_graph_stages_fan_out_and_in():
     np.testing.assert_allclose(s, s_ref, rtol=1e-5)
     np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
     assert np.abs(np.asarray(g)).min() > 0
+    with pytest.raises(ValueError, match="both own parameters 'w/e0'"):
+        staged.chain_trace_and_grad(sts[:2] + [sts[2]._replace(path=("w",))] + sts[3:], params, x, y, A)
     with pytest.raises(ValueError, match="feed no later stage"):
         staged.chain_trace_and_grad(sts[:3] + [staged.Stage("head", ("out",), _head1, (1, 0))],
                                     params, x, y, A)
@@ -92,6 +95,8 @@ def test_darts_staged_step_equals_the_one_program_step(x64):
     sts = staged.stages(net)
     assert sts[0].name == "stem" and sts[-1].name == "head" and len(sts) == 2 + 21
     assert staged.stages(DartsSupernet(channels=2, layers=1, conv_impl="xla", dtype=jnp.float64)) is sts  # one set of programs
+    # the 14 edges of the reduction cell are two functions (stride 2 and stride 1): two sets of programs
+    assert len({st.apply for st in sts if "/edge_" in st.name}) == 2
     # every parameter belongs to exactly one stage
     owned = sorted([k for st in sts if st.path is None for k in st.keys]
                    + ["/".join(st.path) for st in sts if st.path is not None])

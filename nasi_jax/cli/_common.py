@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 
 __all__ = ["positive_int", "DefaultsFormatter", "add_scale_args", "add_cache_args", "setup_cache", "setup_scale",
@@ -48,17 +49,32 @@ def add_cache_args(p) -> None:
     """``--compilation-cache DIR`` / ``--no-compilation-cache`` (:mod:`nasi_jax.compilation_cache`)."""
     p.add_argument("--compilation-cache", metavar="DIR", help="persistent XLA compilation cache "
                    "folder: a later run of the same program loads it instead of compiling (default: "
-                   "$JAX_COMPILATION_CACHE_DIR, else $NASI_JAX_CACHE_DIR, else ~/.cache/nasi-jax; "
-                   "`nasi cache` shows its size and clears it)")
+                   "$JAX_COMPILATION_CACHE_DIR, else $NASI_JAX_CACHE_DIR, else $XDG_CACHE_HOME/nasi-jax, "
+                   "else ~/.cache/nasi-jax; `nasi cache` shows its size and clears it)")
     p.add_argument("--no-compilation-cache", dest="use_compilation_cache", action="store_false",
                    help="compile every program afresh, without reading or writing the cache")
 
 
 def setup_cache(args) -> str | None:
-    """Turn on the compilation cache the flags ask for (before any compile); its folder or None."""
-    from nasi_jax import compilation_cache
-    path = compilation_cache.resolve_dir(args.compilation_cache, getattr(args, "use_compilation_cache", True))
-    return compilation_cache.enable(path) if path else None
+    """Set up the compilation cache the flags ask for (before any compile); its folder or None.
+
+    ``--no-compilation-cache`` switches it off; a default folder that cannot be written is a
+    warning (the run goes on without the cache), an explicit ``--compilation-cache DIR`` an error."""
+    from nasi_jax import compilation_cache as cc
+    if not getattr(args, "use_compilation_cache", True):
+        if args.compilation_cache:
+            raise ValueError("--compilation-cache DIR and --no-compilation-cache contradict each other; "
+                             "give one of them")
+        cc.disable()
+        return None
+    try:
+        return cc.enable(cc.resolve_dir(args.compilation_cache))
+    except OSError as e:
+        if args.compilation_cache:
+            raise
+        print(f"[nasi] warning: {e}; running without it", file=sys.stderr)
+        cc.disable()
+        return None
 
 
 def setup_scale(args):

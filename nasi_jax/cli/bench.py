@@ -17,9 +17,9 @@ def add_parser(sub):
 
 
 def run(args, argv) -> int:
-    import jax
+    from nasi_jax import compilation_cache
     # compile figures are measured, so never loaded from a persistent cache (even one that
     # $JAX_COMPILATION_CACHE_DIR switched on)
-    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.disable()
     from nasi_jax import perf
     return perf.run(quick=args.quick, output=args.output, only=args.only)

@@ -10,7 +10,7 @@ def add_parser(sub):
                        "--clear it")
     c.add_argument("--compilation-cache", metavar="DIR", help="the cache folder (default: the one "
                    "search, score and train use: $JAX_COMPILATION_CACHE_DIR, else $NASI_JAX_CACHE_DIR, "
-                   "else ~/.cache/nasi-jax)")
+                   "else $XDG_CACHE_HOME/nasi-jax, else ~/.cache/nasi-jax)")
     c.add_argument("--clear", action="store_true", help="remove every stored program (the next run "
                    "of each compiles again)")
     return c

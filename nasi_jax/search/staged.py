@@ -84,6 +84,12 @@ def _inputs(sts: list[Stage]) -> list[tuple[int, ...]]:
             raise ValueError(f"stage {i} ({st.name!r}) takes inputs {src}: each must be -1 (the "
                              f"input x) or an earlier stage")
         ins.append(src)
+    owned = [("/".join(st.path),) if st.path is not None else tuple(st.keys) for st in sts]
+    flat = sorted((name, st.name) for st, names in zip(sts, owned) for name in names)
+    for (a, sa), (b, sb) in zip(flat, flat[1:]):
+        if b == a or b.startswith(a + "/"):
+            raise ValueError(f"stages {sa!r} and {sb!r} both own parameters {b!r}: every parameter "
+                             f"must belong to exactly one stage")
     unread = set(range(len(sts) - 1)) - {j for src in ins for j in src}
     if unread:
         raise ValueError(f"stages {sorted(unread)} feed no later stage: every stage but the last "

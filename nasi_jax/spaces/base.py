@@ -61,7 +61,7 @@ class Stage(NamedTuple):
       (the edges of a cell) share their compiled programs.
     * ``a``: ``A[a_index]`` (``a_index=None``: all of ``A``).
 
-    Every parameter belongs to exactly one stage.
+    Every parameter belongs to exactly one stage (checked by the staged step).
     """
 
     name: str
