@@ -233,15 +233,19 @@ def _host_fns(cfg: SearchConfig, exe: Execution):
         return eq18_delta(st.eq18, xi)
 
     if exe.seed_batching == "vmap":
-        init = jax.vmap(lambda k: init_state(cfg, exe, k))
         step = jax.jit(jax.vmap(lambda st, t, im, lb, kn: search_step(cfg, exe, st, t, im, lb, kn),
                                 in_axes=(0, None, None, None, None)))
         fin = jax.jit(jax.vmap(fin, in_axes=(0, None)))
     else:
-        init = lambda k: init_state(cfg, exe, k)  # noqa: E731
         step = jax.jit(lambda st, t, im, lb, kn: search_step(cfg, exe, st, t, im, lb, kn))
         fin = jax.jit(fin)
-    return init, step, fin
+    return _eager_init(cfg, exe), step, fin
+
+
+def _eager_init(cfg: SearchConfig, exe: Execution):
+    """``init(key) -> state`` run eagerly (vmapped over keys with ``seed_batching='vmap'``)."""
+    init = lambda k: init_state(cfg, exe, k)  # noqa: E731
+    return jax.vmap(init) if exe.seed_batching == "vmap" else init
 
 
 def _key_config(cfg: SearchConfig) -> SearchConfig:
@@ -284,9 +288,7 @@ def compiled_host_step(cfg: SearchConfig, execution: Execution, num_seeds: int =
             step_c = step.lower(st, jnp.zeros((), jnp.int32), images, labels, knobs_of(key_cfg)).compile()
         fns = _COMPILED[sig] = (step_c, fin.lower(st, xi).compile())
     step_c, fin_c = fns
-    init = (jax.vmap(lambda k_: init_state(cfg, exe, k_)) if batched
-            else (lambda k_: init_state(cfg, exe, k_)))  # eager; nu_init is this cfg's
-    return init, step_c, fin_c
+    return _eager_init(cfg, exe), step_c, fin_c  # this cfg's init: nu_init is not in the key
 
 
 def _run_host(cfg, exe, keys, images, labels, hook, seeds, memory_budget=None):

@@ -76,7 +76,17 @@ def _sub(params, st: Stage):
     return {k: params[k] for k in st.keys}
 
 
-def _inputs(sts: list[Stage]) -> list[tuple[int, ...]]:
+def _inputs(sts: list[Stage]) -> tuple[tuple[int, ...], ...]:
+    """Each stage's input indices, the graph checked (cached per stage list: the staged step
+    calls it every step)."""
+    try:
+        return _checked_inputs(tuple(sts))
+    except TypeError:  # a stage with an unhashable field (e.g. inputs given as a list)
+        return _checked_inputs.__wrapped__(tuple(sts))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_inputs(sts: tuple[Stage, ...]) -> tuple[tuple[int, ...], ...]:
     ins = []
     for i, st in enumerate(sts):
         src = (i - 1,) if st.inputs is None else tuple(st.inputs)
@@ -94,7 +104,7 @@ def _inputs(sts: list[Stage]) -> list[tuple[int, ...]]:
     if unread:
         raise ValueError(f"stages {sorted(unread)} feed no later stage: every stage but the last "
                          f"(the loss) must be an input of another")
-    return ins
+    return tuple(ins)
 
 
 def _carry(store, src):
