@@ -132,3 +132,22 @@ def test_pytorch_init_bounds():
     assert float(jnp.max(jnp.abs(k))) > 0.8 / np.sqrt(27)
     b = v["params"]["classifier"]["bias"]  # fan_in = 16
     assert float(jnp.max(jnp.abs(b))) <= 0.25 + 1e-7
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_avg_pool_equals_reduce_window(dtype, x64):
+    """NB201's 3x3 average pool (nine shifted slices, count_include_pad=False) equals the window
+    sum of ``lax.reduce_window`` divided by the number of real pixels, bit for bit in the forward
+    pass and to rounding in the gradient."""
+    from nasi_jax.spaces.nb201.networks import _avg_pool_3x3
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 5, 3), dtype)
+    window = lambda z: jax.lax.reduce_window(z, jnp.zeros((), dtype), jax.lax.add, (1, 3, 3, 1),
+                                             (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    counts = np.asarray(window(jnp.ones((1,) + x.shape[1:3] + (1,), dtype)), np.float32)[0, :, :, 0]
+    ref = lambda z: window(z) * jnp.asarray(1.0 / counts, dtype)[:, :, None]  # the same divisor
+    np.testing.assert_array_equal(jax.jit(_avg_pool_3x3)(x), jax.jit(ref)(x))
+    assert float(_avg_pool_3x3(x)[0, 0, 0, 0]) == pytest.approx(float(x[0, :2, :2, 0].mean()), rel=1e-6)
+    w = jax.random.normal(jax.random.PRNGKey(4), x.shape, dtype)
+    g1 = jax.grad(lambda z: jnp.sum(_avg_pool_3x3(z) * w))(x)
+    g2 = jax.grad(lambda z: jnp.sum(ref(z) * w))(x)
+    np.testing.assert_allclose(g1, g2, rtol=1e-6 if dtype == jnp.float32 else 1e-13)

@@ -66,7 +66,11 @@ def test_darts_space_defaults_and_errors():
         search.SearchConfig(readout="darts").validate()
     Ex = search.Execution
     with pytest.raises(ValueError, match="step_impl='staged' needs a space that offers it"):
-        Ex(step_impl="staged").resolve(search.SearchConfig())
+        Ex(step_impl="staged", seed_batching="vmap").resolve(search.SearchConfig())
+    # NB201 offers the staged step but keeps the one-program step by default; DARTS defaults to staged
+    assert Ex().resolve(search.SearchConfig(), backend="cpu").step_impl == "one-program"
+    assert Ex(step_impl="staged").resolve(search.SearchConfig(), backend="cpu").step_impl == "staged"
+    assert Ex().resolve(cfg, backend="cpu").step_impl == "staged"
     with pytest.raises(ValueError, match="step_impl='staged'"):
         Ex(step_impl="staged", loop="scan").resolve(cfg)
     with pytest.raises(ValueError, match="conv_impl for space 'nb201'"):

@@ -197,9 +197,10 @@ class Execution:
             for the backend. ``loop-safe`` needs ``grad_mode='rev-rev'``.
         step_impl: ``one-program`` or ``staged`` (the same ``(s, grad_A s)`` computed stage
             by stage, :mod:`nasi_jax.search.staged`, for spaces whose one-program step is too
-            large to compile on the CPU); ``auto``: ``staged`` where the space offers it and
-            the run is the CPU host loop with ``map``/``threads`` seeds and train-mode
-            BatchNorm, else ``one-program``.
+            large to compile on the CPU, or to compile and load it faster); ``auto``: ``staged``
+            where the space makes it its default (DARTS; NB201 offers it but defaults to
+            ``one-program``, faster per step) and the run is the CPU host loop with
+            ``map``/``threads`` seeds and train-mode BatchNorm, else ``one-program``.
     """
 
     loop: str = "auto"
@@ -233,7 +234,8 @@ class Execution:
         conv_impl = space.resolve_conv_impl(self.conv_impl, backend)
         can_stage = ("staged" in space.step_impls() and loop == "host" and batching != "vmap"
                      and cfg.bn_mode == "train")
-        step_impl = self.step_impl if self.step_impl != "auto" else ("staged" if can_stage else "one-program")
+        step_impl = self.step_impl if self.step_impl != "auto" else (
+            "staged" if can_stage and space.step_impls()[0] == "staged" else "one-program")
         if step_impl == "staged" and not can_stage:
             raise ValueError(f"step_impl='staged' needs a space that offers it (space {cfg.space!r}: "
                              f"{space.step_impls()}) on the host loop (loop 'host' or 'auto' on CPU), "

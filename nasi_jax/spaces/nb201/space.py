@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from nasi_jax.spaces.base import CELL_READOUTS, Space
 from nasi_jax.spaces.nb201 import codec, cost
 from nasi_jax.spaces.nb201.networks import RELU_CODES, NB201Network
+from nasi_jax.spaces.nb201.stages import stages as supernet_stages
 
 
 class NB201Space(Space):
@@ -36,6 +37,13 @@ class NB201Space(Space):
                  dtype: Any = jnp.float32):
         return NB201Network(channels, cells_per_stage, num_classes, init_scheme=init_scheme,
                             dtype=dtype, conv_impl=conv_impl)
+
+    def stages(self, net):
+        """:func:`nasi_jax.spaces.nb201.stages.stages`: stem, cell by cell, reductions, head."""
+        return supernet_stages(net)
+
+    def step_impls(self) -> tuple[str, ...]:
+        return ("one-program", "staged")
 
     def resolve_scoring_conv_impl(self, conv_impl: str, backend: str) -> str:
         """``auto``: ``loop-safe`` on CPU, where XLA runs the backward convolutions inside
