@@ -16,7 +16,7 @@ The N cells of one stage are one function of the same shapes, so
 :func:`nasi_jax.search.staged.chain_trace_and_grad` compiles their programs once: seven small
 programs of each kind (stem, three cell widths, two reductions, head) instead of one program
 with 3 N cells unrolled. That is what makes compiling, and loading from the compilation cache,
-fast (docs/performance.md, "The NB201 step compiled cell by cell").
+fast (docs/performance.md, "Loading the compiled step from the cache"), at a slower step.
 
 Example:
     >>> import jax, jax.numpy as jnp
