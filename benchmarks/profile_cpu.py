@@ -79,9 +79,10 @@ def _programs(batch: int) -> dict:
     return out
 
 
-def passes(args) -> dict:
+def _measure(progs: dict) -> dict:
+    """Run time (best of 3), compile time, HLO size and convolution count of each program."""
     res = {}
-    for name, (c, a, compile_s) in _programs(args.batch).items():
+    for name, (c, a, compile_s) in progs.items():
         t = _best(lambda: c(*a))
         hlo = c.as_text()
         res[name] = {"run_s": t, "compile_s": compile_s, "hlo_lines": hlo.count("\n"),
@@ -91,8 +92,12 @@ def passes(args) -> dict:
     return res
 
 
+def passes(args) -> dict:
+    return _measure(_programs(args.batch))
+
+
 def _thunk_times(c, a) -> dict:
-    jax.block_until_ready(c(*a))
+    """Thunk seconds by kind in one profiled run of ``c`` (already run, so warm)."""
     d = tempfile.mkdtemp(prefix="nasi-profile-")
     with jax.profiler.trace(d, create_perfetto_trace=True):
         jax.block_until_ready(c(*a))
@@ -116,17 +121,11 @@ def _thunk_times(c, a) -> dict:
 def profile(args) -> dict:
     """:func:`passes`' figures for every program, and the thunk profile of those in ``--what``."""
     progs = _programs(args.batch)
-    res = {}
-    for name, (c, a, compile_s) in progs.items():
-        hlo = c.as_text()
-        res[name] = {"wall_s": _best(lambda: c(*a)), "compile_s": compile_s, "hlo_lines": hlo.count("\n")}
-        print(f"{name:22s} {res[name]['wall_s']:7.3f} s ({res[name]['hlo_lines']} HLO lines)", file=sys.stderr,
-              flush=True)
+    res = _measure(progs)
     for name in args.what.split(","):
         c, a, _ = progs[name]
-        wall = res[name]["wall_s"]
         res[name]["thunks"] = _thunk_times(c, a)
-        print(f"{name} (batch {args.batch}): {wall:.3f} s wall", file=sys.stderr)
+        print(f"{name} (batch {args.batch}): {res[name]['run_s']:.3f} s", file=sys.stderr)
         for k, v in res[name]["thunks"].items():
             print(f"  {v['s']:8.3f} s {v['count']:6d}  {k}", file=sys.stderr)
     return res

@@ -80,6 +80,29 @@ def _head1(p, xs, a, y):
     return ntk.cross_entropy((xs[0] + xs[1]) @ p["out"], y)
 
 
+def _staged_equals_one_program(net, variables, sts, x, y, A, space):
+    """The stages ``sts`` compose to ``net``'s loss, and the staged ``(s, ds/dA)`` equals the
+    one-program fwd-rev step's (algorithm.objective_and_grad's pass) to float64 rounding;
+    returns the staged ``ds/dA``."""
+    f = search.make_apply(net, variables["batch_stats"], "train")
+    params = variables["params"]
+
+    @jax.jit
+    def one_program(A_):
+        loss = lambda p, B: ntk.cross_entropy(f(p, x, B), y)
+        v = jax.grad(loss)(params, A_)
+        ds = 2.0 * jax.grad(lambda B: jax.jvp(lambda p: loss(p, B), (params,), (v,))[1])(A_)
+        return loss(params, A_), staged.forward(sts, params, x, y, A_), ntk.tree_sq_norm(v), ds
+
+    whole, chained, s_ref, g_ref = one_program(A)
+    np.testing.assert_allclose(chained, whole, rtol=1e-12)
+    s, g = staged.trace_and_grad(net, params, x, y, A, space=space)
+    assert s.dtype == g.dtype == jnp.float64
+    np.testing.assert_allclose(s, s_ref, rtol=1e-10)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-10 * float(np.abs(g_ref).max()))
+    return g
+
+
 def test_darts_staged_step_equals_the_one_program_step(x64):
     """The DARTS stages compose to the supernet's loss, and the staged (s, ds/dA) equals the
     one-program step's to float64 rounding. One cell (DARTS' smallest supernet: one reduction
@@ -104,22 +127,7 @@ def test_darts_staged_step_equals_the_one_program_step(x64):
                       + [f"{c}/{k}" for c in variables["params"] if c.startswith("cell_")
                          for k in variables["params"][c]])
     assert owned == expected
-    f = search.make_apply(net, variables["batch_stats"], "train")
-    params = variables["params"]
-
-    @jax.jit
-    def one_program(A_):  # algorithm.objective_and_grad's fwd-rev pass, in one program
-        loss = lambda p, B: ntk.cross_entropy(f(p, x, B), y)
-        v = jax.grad(loss)(params, A_)
-        ds = 2.0 * jax.grad(lambda B: jax.jvp(lambda p: loss(p, B), (params,), (v,))[1])(A_)
-        return loss(params, A_), staged.forward(sts, params, x, y, A_), ntk.tree_sq_norm(v), ds
-
-    whole, chained, s_ref, g_ref = one_program(A)
-    np.testing.assert_allclose(chained, whole, rtol=1e-12)
-    s, g = staged.trace_and_grad(net, params, x, y, A)
-    assert s.dtype == g.dtype == jnp.float64
-    np.testing.assert_allclose(s, s_ref, rtol=1e-10)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-10 * float(np.abs(g_ref).max()))
+    g = _staged_equals_one_program(net, variables, sts, x, y, A, "darts")
     assert np.abs(np.asarray(g[1, :, 1:])).min() > 0 and not np.asarray(g[1, :, 0]).any()  # all but `none`
     assert not np.asarray(g[0]).any()          # the normal cell's weights are unused here
 
@@ -143,22 +151,7 @@ def test_nb201_staged_step_equals_the_one_program_step(x64):
     assert nb201_stages(NB201Network(channels=2, cells_per_stage=1, dtype=jnp.float64)) is sts
     owned = sorted([k for st in sts if st.path is None for k in st.keys] + [st.path[0] for st in sts if st.path])
     assert owned == sorted(variables["params"])
-    f = search.make_apply(net, variables["batch_stats"], "train")
-    params = variables["params"]
-
-    @jax.jit
-    def one_program(A_):
-        loss = lambda p, B: ntk.cross_entropy(f(p, x, B), y)
-        v = jax.grad(loss)(params, A_)
-        ds = 2.0 * jax.grad(lambda B: jax.jvp(lambda p: loss(p, B), (params,), (v,))[1])(A_)
-        return loss(params, A_), staged.forward(sts, params, x, y, A_), ntk.tree_sq_norm(v), ds
-
-    whole, chained, s_ref, g_ref = one_program(A)
-    np.testing.assert_allclose(chained, whole, rtol=1e-12)
-    s, g = staged.trace_and_grad(net, params, x, y, A, space="nb201")
-    assert s.dtype == g.dtype == jnp.float64
-    np.testing.assert_allclose(s, s_ref, rtol=1e-10)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-10 * float(np.abs(g_ref).max()))
+    g = _staged_equals_one_program(net, variables, sts, x, y, A, "nb201")
     assert not np.asarray(g[:, 0]).any() and np.abs(np.asarray(g[:, 1:])).min() > 0  # `none` is skipped
 
 
