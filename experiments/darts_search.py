@@ -14,6 +14,16 @@
 * **Resumable**: a step's ``s`` and ``G`` depend only on the seed's ``theta_0`` and on ``t``
   (the step key is ``fold_in(loop_key, t)``), so the history is saved after every step in
   ``--history`` (npz, written atomically) and a rerun continues where it stopped.
+* **Data**: ``--data random`` (default, data-agnostic) or ``--data real`` (CIFAR-10 images of
+  NB201's 25 000-image train half with their labels, as the NB201 search's ``real`` mode;
+  ``--data-dir`` or ``$NASI_DATA_DIR``) or ``random-labels``.
+* **Summary**: ``--summarize A.json B.json ...`` prints, per result file (per data mode), the
+  quantiles of ``s(A_t)``, the fraction of steps above ``nu = 100`` and each variant's
+  parameters and active-penalty fraction, as a Markdown table (nothing is run).
+* **Ceiling rules**: besides the paper's FIX and ADA, the NB201 presets' rule read off this
+  run's own ``s`` (``mu = 1``; FIX: ``nu`` = its 60 % quantile; ADA: the initial ``nu`` = its
+  65 % quantile), genotypes in ``<output stem>_fix_q60.txt`` / ``_ada_q65.txt``; the run's
+  ``s`` and ``G`` in ``<output stem>_history.npz`` for replaying any other rule.
 * **Output**: the genotypes (DARTS text form, also written to ``<output stem>_{fix,ada}.txt``
   for ``nasi train --genotype FILE``), their parameter counts at C=36 / 20 cells without the
   auxiliary head, the compile and search wall time and the per-step time.
@@ -22,6 +32,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -34,6 +45,7 @@ from _common import config_record, run_record, write_result  # noqa: E402  (expe
 
 from nasi_jax import presets, records, search
 from nasi_jax.core import objective
+from nasi_jax.data import DATA_MODES, load_data_for_mode
 from nasi_jax.spaces import darts
 
 VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mode")}
@@ -41,6 +53,15 @@ VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mod
 # Not a variant of the paper: the same run read out without the ceiling (mu = 0, the trace
 # alone), to show what the penalty changes.
 REFERENCE = {"trace-only (mu=0)": dict(mu=0.0, nu=100.0, nu_mode="fixed")}
+# The ceiling rule of the NB201 presets (nasi_jax.presets, docs/presets.md), read off this run's
+# own s: mu = 1; NASI-FIX's nu the 60 % quantile of s, NASI-ADA's initial nu the 65 % one.
+QUANTILE_RULES = {"NASI-FIX, q60 rule": ("fix_q60", 0.60, "fixed"), "NASI-ADA, q65 rule": ("ada_q65", 0.65, "adaptive")}
+
+
+def quantile_variants(s) -> dict:
+    """The NB201 presets' ceiling rule applied to this run: ``name -> settings`` (mu, nu, rule)."""
+    return {name: dict(mu=1.0, nu=round(float(np.quantile(np.asarray(s, np.float64), q)), 4), nu_mode=mode)
+            for name, (_, q, mode) in QUANTILE_RULES.items()}
 
 
 def penalty_active_frac(s, nu: float, nu_mode: str) -> float:
@@ -55,7 +76,17 @@ def history_tag(cfg: search.SearchConfig, execution: search.Execution) -> str:
     return "SearchConfig(" + ", ".join(f"{k}={v!r}" for k, v in config_record(cfg, execution).items()) + ")"
 
 
-def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int, path: str) -> dict:
+def s_stats(s, nu: float = 100.0) -> dict:
+    """Quantiles of ``s(A_t)`` over the steps and the fraction above a fixed ``nu``."""
+    s = np.asarray(s, np.float64)
+    q = np.quantile(s, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
+    return {"mean": float(s.mean()), **{f"q{int(p * 100):02d}": float(v) for p, v in
+                                        zip((0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), q)},
+            f"frac_above_{nu:g}": float(np.mean(s > nu))}
+
+
+def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int, path: str,
+                images=None, labels=None) -> dict:
     """``s [T]``, ``G [T, 2, 14, 8]`` and timings of a ``mu = 0`` search, resumed from ``path``."""
     done = {"s": [], "G": [], "grad_norm": [], "step_s": []}
     meta = np.asarray([history_tag(cfg, execution), str(seed)])
@@ -66,13 +97,13 @@ def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int
         done = {k: list(z[k]) for k in done}
         print(f"[darts] resuming at step {len(done['s'])}/{cfg.steps} from {path}", file=sys.stderr)
     t0 = time.perf_counter()
-    init, step, _ = search.compiled_host_step(cfg, execution.resolve(cfg))
+    init, step, _ = search.compiled_host_step(cfg, execution.resolve(cfg), 1, images, labels)
     compile_s = time.perf_counter() - t0
     state = init(jax.random.PRNGKey(seed))
     knobs = search.algorithm.knobs_of(cfg)
     for t in range(len(done["s"]), cfg.steps):
         t1 = time.perf_counter()
-        _, m = step(state, jnp.asarray(t, jnp.int32), None, None, knobs)  # state only carries eq18/nu
+        _, m = step(state, jnp.asarray(t, jnp.int32), images, labels, knobs)  # state only carries eq18/nu
         m = jax.tree_util.tree_map(np.asarray, m)
         if not (np.isfinite(m.s) and np.isfinite(m.grad_norm)):
             raise search.NonFiniteScoreError(f"non-finite s or ||G|| at step {t}")
@@ -86,8 +117,31 @@ def run_history(cfg: search.SearchConfig, execution: search.Execution, seed: int
     return {k: np.asarray(v) for k, v in done.items()} | {"compile_s": compile_s}
 
 
+def summarize(paths) -> str:
+    """A Markdown table of ``s(A_t)`` and the variants of each result file."""
+    rows = ["| data | steps | s: median | quartiles | min-max | s > 100 | FIX: penalty active, params | "
+            "ADA: penalty active, params | FIX, q60 rule: nu, params | ADA, q65 rule: nu0, params "
+            "| trace only: params |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        with open(path) as f:
+            r = json.load(f)
+        st = s_stats(r["s"]["history"])
+        v = r["variants"]
+        cell = lambda k: f"{v[k]['penalty_active_frac']:.0%}, {v[k]['params_eval_network'] / 1e6:.2f} M"  # noqa: E731
+        rule = lambda k: (f"{v[k]['settings']['nu']:.4g}, {v[k]['params_eval_network'] / 1e6:.2f} M"  # noqa: E731
+                          if k in v else "-")
+        rows.append(f"| {r['config']['data']} | {len(r['s']['history'])} | {st['q50']:.4g} | {st['q25']:.4g}-{st['q75']:.4g} "
+                    f"| {st['q00']:.4g}-{st['q100']:.4g} | {st['frac_above_100']:.0%} | {cell('NASI-FIX')} "
+                    f"| {cell('NASI-ADA')} | {rule('NASI-FIX, q60 rule')} | {rule('NASI-ADA, q65 rule')} "
+                    f"| {v['trace-only (mu=0)']['params_eval_network'] / 1e6:.2f} M |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--summarize", nargs="+", metavar="RESULT_JSON",
+                   help="print the s statistics and variants of these result files and exit")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--channels", type=int, default=16)
@@ -97,24 +151,34 @@ def main(argv=None) -> int:
     p.add_argument("--conv-impl", default="xla-dense", choices=("xla", "xla-dense", "xla-shift"),
                    help="xla-dense (default): depthwise convolutions as dense ones with a diagonal kernel, "
                         "5-7x faster per step on CPU than xla (nasi_jax.spaces.darts.resolve_conv_impl)")
+    p.add_argument("--data", default="random", choices=DATA_MODES,
+                   help="random (default: Gaussian inputs, random labels), random-labels or real "
+                        "(CIFAR-10 images of NB201's 25 000-image train half; needs --data-dir)")
+    p.add_argument("--data-dir", default=os.environ.get("NASI_DATA_DIR"),
+                   help="folder with cifar-10-batches-py/ and nb201/ (default: $NASI_DATA_DIR)")
     p.add_argument("--output", default="docs/runs/darts_search.json")
     p.add_argument("--history", default="runs/darts_search/history.npz")
     args = p.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize), end="")
+        return 0
     if not args.output.endswith(".json"):
         p.error("--output must end in .json")
     cfg = search.SearchConfig(space="darts", preset="paper", steps=args.steps, batch_size=args.batch_size,
                               mu=0.0, channels=args.channels, cells_per_stage=args.cells,
-                              image_size=args.image_size).validate()
+                              image_size=args.image_size, data=args.data).validate()
+    images, labels = load_data_for_mode(args.data, args.data_dir)
     execution = search.Execution(loop="host", seed_batching="map", conv_impl=args.conv_impl)
     t0 = time.perf_counter()
-    h = run_history(cfg, execution, args.seed, args.history)
+    h = run_history(cfg, execution, args.seed, args.history, images, labels)
     wall = time.perf_counter() - t0
     res = search.SearchResult(cfg, [args.seed], np.zeros((1,) + cfg.alpha_shape), np.zeros((1, 2, 14), int),
                               [""], {"s": h["s"][None], "G": h["G"][None]}, h["compile_s"], wall,
                               execution.resolve(cfg))
     out = {}
     stem = args.output[:-len(".json")]
-    for name, kw in (VARIANTS | REFERENCE).items():
+    tags = {name: name.split("-")[1].lower() for name in VARIANTS} | {n: t for n, (t, _, _) in QUANTILE_RULES.items()}
+    for name, kw in (VARIANTS | quantile_variants(h["s"]) | REFERENCE).items():
         alpha, ops = search.replay(res, **kw)
         g = darts.ops_to_genotype(ops[0])
         text = darts.genotype_to_str(g)
@@ -125,8 +189,8 @@ def main(argv=None) -> int:
                      "penalty_active_frac": penalty_active_frac(h["s"], kw["nu"], kw["nu_mode"]) if kw["mu"] else 0.0,
                      "alpha_star": alpha[0].round(6).tolist()}
         path = None
-        if name in VARIANTS:
-            path = f"{stem}_{name.split('-')[1].lower()}.txt"
+        if name in tags:
+            path = f"{stem}_{tags[name]}.txt"
             records.write_text_atomic(path, text + "\n")
         print(f"{name}: {text}\n  params (C=36, 20 cells, no aux): "
               f"{out[name]['params_eval_network'] / 1e6:.3f} M, penalty active in "
@@ -138,7 +202,7 @@ def main(argv=None) -> int:
         backend=jax.default_backend(), cpu_count=os.cpu_count(),
         xla_flags=os.environ.get("XLA_FLAGS"),
         variants=out,
-        s={"mean": float(h["s"].mean()), "min": float(h["s"].min()), "max": float(h["s"].max()),
+        s={**s_stats(h["s"]), "min": float(h["s"].min()), "max": float(h["s"].max()),
            "history": h["s"].tolist()},
         compile_time_s_this_process=h["compile_s"],
         per_step_s_median=float(np.median(steps_timed)),
@@ -147,6 +211,9 @@ def main(argv=None) -> int:
              "both variants come from this one run via nasi_jax.search.replay.",
     )
     write_result(args.output, result)
+    # the run's s and G, so that any other ceiling rule can be replayed without searching again
+    records.save_npz_atomic(f"{stem}_history.npz", s=h["s"], G=h["G"], seed=np.int64(args.seed),
+                            config=np.asarray(json.dumps(result["config"])))
     print(f"search {result['search_time_s']:.0f} s ({result['per_step_s_median']:.1f} s/step), "
           f"compile {h['compile_s']:.0f} s; wrote {args.output}")
     return 0

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import data_path
@@ -34,6 +35,9 @@ def test_tiny_search_writes_result(tmp_path, capsys):
     assert res["config"]["loop_used"] == "host"
     for r in res["seeds"]:
         assert len(r["history"]["s"]) == 3 and 0 <= r["penalty_active_frac"] <= 1
+        q = r["trace_estimate_quantiles"]
+        assert q["q0"] == min(r["history"]["s"]) and q["q100"] == max(r["history"]["s"])
+        assert q["q50"] == pytest.approx(float(np.median(r["history"]["s"])))
     printed = capsys.readouterr().out
     for r in res["seeds"]:
         assert r["arch"] in printed

@@ -3,7 +3,6 @@
 One module, so that its tests share one compilation of the smallest DARTS supernet's step.
 """
 
-import dataclasses
 import json
 
 import jax
@@ -126,16 +125,27 @@ def test_darts_search_script_writes_both_variants_and_resumes(tmp_path, capsys):
             "--output", str(out), "--history", str(hist)]
     assert ds.main(args) == 0
     res = json.loads(out.read_text())
-    assert set(res["variants"]) == {"NASI-FIX", "NASI-ADA", "trace-only (mu=0)"}
+    assert set(res["variants"]) == {"NASI-FIX", "NASI-ADA", "NASI-FIX, q60 rule", "NASI-ADA, q65 rule",
+                                    "trace-only (mu=0)"}
+    q60 = res["variants"]["NASI-FIX, q60 rule"]["settings"]
+    assert q60["mu"] == 1.0 and q60["nu"] == pytest.approx(np.quantile(res["s"]["history"], 0.6), rel=1e-4)
+    z = np.load(tmp_path / "d_history.npz")  # s and G of the run, for replaying other rules
+    assert np.allclose(z["s"], res["s"]["history"]) and z["G"].shape == (2, 2, 14, 8)
     assert res["config"]["space"] == "darts" and res["config"]["steps"] == 2 and len(res["s"]["history"]) == 2
     assert "versions" in res and res["search_time_s"] > 0
     for name, v in res["variants"].items():
         assert 0.0 <= v["penalty_active_frac"] <= 1.0
         g = darts.parse_genotype(v["genotype"])
         assert v["params_eval_network"] == darts.count_params(g, channels=36, layers=20)
-    for tag, name in (("fix", "NASI-FIX"), ("ada", "NASI-ADA")):
+    for tag, name in (("fix", "NASI-FIX"), ("ada", "NASI-ADA"), ("fix_q60", "NASI-FIX, q60 rule"),
+                      ("ada_q65", "NASI-ADA, q65 rule")):
         assert (tmp_path / f"d_{tag}.txt").read_text().strip() == res["variants"][name]["genotype"]
     capsys.readouterr()
     assert ds.main(args) == 0  # all steps are in the history: nothing is recomputed
     assert "resuming at step 2/2" in capsys.readouterr().err
     assert json.loads(out.read_text())["variants"] == res["variants"]
+    h = np.asarray(res["s"]["history"])
+    assert res["s"]["q50"] == pytest.approx(float(np.median(h))) and res["s"]["frac_above_100"] == np.mean(h > 100)
+    assert ds.main(["--summarize", str(out)]) == 0  # the per-data-mode table, from the file alone
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| random | 2 | ") and f"{float(np.median(h)):.4g}" in row

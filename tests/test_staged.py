@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nasi_jax import ntk, search, staged
+from nasi_jax.spaces.darts import stages as stages_lib
 
 
 def _mixed(p, c, A, y, e):  # a toy "edge": tanh of a mix of 3 linear maps, weighted by A[e]
@@ -165,3 +166,32 @@ def test_nb201_staged_search_selects_the_one_program_cells():
     assert st.arch_strs == one.arch_strs
     np.testing.assert_allclose(st.history["s"], one.history["s"], rtol=1e-5)
     np.testing.assert_allclose(st.alpha_star, one.alpha_star, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell_affine,train", [(False, False), (True, True)])
+def test_darts_stages_bn_options_and_trace_alone(x64, cell_affine, train):
+    """The stages follow the supernet's options: affine cell BatchNorms (extra parameters, all
+    owned by stages) and eval-mode BatchNorm (the initial running averages) give the supernet's
+    own loss; ``chain_trace`` gives ``chain_trace_and_grad``'s s and equals the one-program
+    ``||grad_theta L||^2``."""
+    from nasi_jax.core import ntk
+    from nasi_jax.spaces.darts.networks import DartsSupernet
+    net = DartsSupernet(channels=2, layers=1, conv_impl="xla", dtype=jnp.float64, cell_affine=cell_affine)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3), jnp.float64)
+    y = jnp.array([0, 3])
+    A = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(2), (2, 14, 8), jnp.float64), -1)
+    params = net.init(jax.random.PRNGKey(0), x, A, train=False)["params"]
+    has_scale = "scale" in str(jax.tree_util.tree_structure(params["cell_0"]))
+    assert has_scale == cell_affine
+    sts = stages_lib.stages(net, train=train)
+    assert sts is not stages_lib.stages(net, train=not train)
+
+    def loss(p):
+        out = net.apply({"params": p}, x, A, train=True, mutable=["batch_stats"])[0] if train else \
+            net.apply({"params": p, "batch_stats": net.init(jax.random.PRNGKey(0), x, A, train=False)["batch_stats"]},
+                      x, A, train=False)
+        return ntk.cross_entropy(out, y)
+    np.testing.assert_allclose(staged.forward(sts, params, x, y, A), loss(params), rtol=1e-12)
+    s = staged.chain_trace(sts, params, x, y, A)
+    np.testing.assert_allclose(s, ntk.tree_sq_norm(jax.grad(loss)(params)), rtol=1e-10)
+    assert float(s) == float(staged.chain_trace_and_grad(sts, params, x, y, A)[0])

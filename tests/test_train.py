@@ -326,7 +326,6 @@ def test_cli_train_end_to_end(data_root, tmp_path, capsys):
 @pytest.mark.parametrize("args, match", [
     (["--genotype", "DARTS_V2", "--arch", RESNET], "exactly one architecture"),
     ([], "exactly one architecture"),
-    (["--genotype", "DARTS_V2", "--dataset", "cifar100"], "only cifar10"),
     (["--genotype", "DARTS_V2", "--cells", "2"], "use --layers"),
     (["--genotype", "Genotype(normal=[('sep_conv_3x3', 0)] * 8)"], "malformed genotype"),
     (["--arch", RESNET, "--batch-size", "128", "--train-size", "64"], "batch size 128 is larger"),

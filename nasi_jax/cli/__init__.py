@@ -8,6 +8,7 @@
     nasi info --space darts --genotype DARTS_V2 --channels 36 --layers 20   (cli/info.py)
     nasi presets                                                    (cli/presets.py)
     nasi train --genotype DARTS_V2 --dataset cifar10 --epochs 600 --data-dir DATA --workdir runs/darts_v2
+    nasi train --genotype DARTS_V2 --dataset cifar100 --data-dir DIR --workdir runs/darts_v2_c100
     nasi cache [--clear]                                            (cli/cache.py)
 
 Defaults come from the library (the presets, :class:`nasi_jax.scoring.ScoreConfig`, the
@@ -31,7 +32,7 @@ COMMANDS = {
     "bench": "measure the speed and memory figures on this backend",
     "info": "parameter count and FLOPs (darts: --flops) of one architecture",
     "presets": "list the named search presets (every search value and where it came from)",
-    "train": "train an architecture from scratch (DARTS or NB201 recipe)",
+    "train": "train an architecture from scratch (DARTS or NB201 recipe; CIFAR-10 or CIFAR-100)",
     "cache": "the persistent compilation cache: its folder and size, or --clear it",
 }
 """Subcommand -> one line of help; each lives in ``nasi_jax.cli.<name>``."""

@@ -114,6 +114,8 @@ def _seed_row(space, res, k, table):
     row = {"seed": seed, "arch": arch, "ops": ops.tolist()} | space.describe(ops)
     row |= {"alpha_star": res.alpha_star[k].round(6).tolist(),
             "mean_trace_estimate": float(h["s"].mean()),
+            "trace_estimate_quantiles": {f"q{q}": float(v) for q, v in
+                                         zip((0, 10, 25, 50, 75, 90, 100), np.percentile(h["s"], (0, 10, 25, 50, 75, 90, 100)))},
             "penalty_active_frac": float(np.mean(h["s"] > h["nu"])),
             "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
     if table is not None:

@@ -16,6 +16,9 @@ from nasi_jax.spaces import nb201
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
+# every dataset's data sources, in order (TrainConfig's dataset says which of them it accepts)
+_SOURCES = tuple(dict.fromkeys(s for ds in train.TRAIN_DATASETS.values() for s in ds.sources))
+
 
 def _int_arg(name, lo=1):
     def parse(text):
@@ -31,10 +34,11 @@ def _int_arg(name, lo=1):
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to ``sub`` (argparse subparsers); returns it."""
-    t = sub.add_parser("train", help="train a selected architecture from scratch on CIFAR-10",
+    t = sub.add_parser("train", help="train a selected architecture from scratch on CIFAR-10 or CIFAR-100",
                        description="Train a DARTS genotype (--genotype; recipe darts: NetworkCIFAR C=36, "
                        "20 cells, 600 epochs) or an NB201 cell (--arch; recipe nb201: C=16, N=5, 200 "
-                       "epochs) from scratch, with orbax checkpoints in WORKDIR/checkpoints; rerunning "
+                       "epochs) from scratch on CIFAR-10 or, with --dataset cifar100, on CIFAR-100 (100 "
+                       "classes; same recipes), with orbax checkpoints in WORKDIR/checkpoints; rerunning "
                        "the same command continues from the latest one. Writes WORKDIR/metrics.jsonl "
                        "(per epoch) and WORKDIR/result.json. Unset options take the recipe's value.")
     _add_architecture(t)
@@ -55,11 +59,18 @@ def _add_architecture(t) -> None:
 
 
 def _add_data(t) -> None:
-    t.add_argument("--dataset", default="cifar10", help="dataset (only cifar10)")
-    t.add_argument("--data-dir", help="folder holding cifar10_jpeg/ and nb201/cifar-split.txt (or a "
-                   "tensorflow-datasets data_dir with --data-source tfds)")
-    t.add_argument("--data-source", choices=_data.DATA_SOURCES, default="auto")
-    t.add_argument("--split-file", help="NB201 cifar-split.txt (default: looked up beside the data)")
+    t.add_argument("--dataset", choices=train.DATASETS, default="cifar10",
+                   help="cifar10, or cifar100 (its 100 fine labels; trained on its 50 000 training images, "
+                   "evaluated on its 10 000 test images)")
+    t.add_argument("--data-dir", help="cifar10: folder holding cifar10_jpeg/ and nb201/cifar-split.txt (or "
+                   "cifar-10-batches-bin/, or a tensorflow-datasets data_dir with --data-source tfds); "
+                   "cifar100: folder holding cifar-100-python/ (train, test) or cifar-100-binary/ (train.bin, "
+                   "test.bin), as unpacked from https://www.cs.toronto.edu/~kriz/cifar.html. Nothing is "
+                   "downloaded")
+    t.add_argument("--data-source", choices=_SOURCES, default="auto",
+                   help="cifar10: " + ", ".join(_data.DATA_SOURCES) + "; cifar100: "
+                   + ", ".join(_data.CIFAR100_SOURCES) + " (python: cifar-100-python/, binary: cifar-100-binary/)")
+    t.add_argument("--split-file", help="cifar10: NB201 cifar-split.txt (default: looked up beside the data)")
     t.add_argument("--workdir", required=True, help="output folder (checkpoints, metrics, result)")
     t.add_argument("--seed", type=_int_arg("--seed", 0), default=0)
 
@@ -83,8 +94,9 @@ def _add_recipe(t) -> None:
     t.add_argument("--layers", type=_int_arg("--layers"), help="DARTS: cells in total (default 20)")
     t.add_argument("--cells", type=_int_arg("--cells"), help="NB201: cells per stage N (default 5)")
     t.add_argument("--train-split", choices=train.TRAIN_SPLITS, help="all: the 50 000 training images; train: "
-                   "NB201's 25 000-image half")
-    t.add_argument("--eval-split", choices=train.EVAL_SPLITS, help="test (default) or NB201's valid half")
+                   "NB201's 25 000-image half (cifar10 only)")
+    t.add_argument("--eval-split", choices=train.EVAL_SPLITS, help="test (default) or NB201's valid half "
+                   "(cifar10 only)")
     t.add_argument("--train-size", type=_int_arg("--train-size"), help="use the first N training images")
     t.add_argument("--test-size", type=_int_arg("--test-size"), help="use the first N evaluation images")
     t.add_argument("--eval-batch-size", type=_int_arg("--eval-batch-size"))
@@ -116,9 +128,6 @@ def _layers(args, space: train.TrainSpace) -> int | None:
 
 def config_from_args(args, arch: train.Architecture) -> train.TrainConfig:
     """The :class:`~nasi_jax.train.TrainConfig` of parsed ``nasi train`` arguments for ``arch``."""
-    if args.dataset != "cifar10":
-        raise train.TrainError(f"--dataset {args.dataset!r} is not supported: only cifar10 (its images are the "
-                               f"only ones available offline)")
     layers = _layers(args, train.TRAIN_SPACES[arch.space])
     recipe = args.recipe or arch.space
     fields = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
@@ -126,7 +135,7 @@ def config_from_args(args, arch: train.Architecture) -> train.TrainConfig:
                   weight_decay=args.weight_decay, grad_clip=args.grad_clip, aux_weight=args.aux_weight,
                   drop_path=args.drop_path, cutout=args.cutout, crop_padding=args.crop_padding,
                   flip=args.flip, channels=args.channels, layers=layers,
-                  train_split=args.train_split, eval_split=args.eval_split,
+                  dataset=args.dataset, train_split=args.train_split, eval_split=args.eval_split,
                   eval_batch_size=args.eval_batch_size)
     fields = {k: v for k, v in fields.items() if v is not None}
     return train.TrainConfig.recipe(recipe, space=arch.space, train_size=args.train_size,
@@ -137,8 +146,8 @@ def _print_plan(args, cfg: train.TrainConfig, arch: train.Architecture) -> None:
     n, n_aux = train.param_counts(cfg, arch)
     net = train.TRAIN_SPACES[arch.space].describe(cfg)
     print(f"[nasi train] {arch.space} architecture {arch.text}")
-    print(f"[nasi train] {net}: {n:,} parameters ({n / 1e6:.3f} M, without the auxiliary head"
-          + (f"; {n_aux:,} with it" if n_aux != n else "") + ")")
+    print(f"[nasi train] {net}, {cfg.num_classes} classes ({cfg.dataset}): {n:,} parameters ({n / 1e6:.3f} M, "
+          f"without the auxiliary head" + (f"; {n_aux:,} with it" if n_aux != n else "") + ")")
     print(f"[nasi train] recipe {cfg.recipe_name}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} cosine "
           f"-> {cfg.lr_min} per {cfg.lr_schedule}, momentum {cfg.momentum}{' nesterov' if cfg.nesterov else ''}, "
           f"weight decay {cfg.weight_decay}, grad clip {cfg.grad_clip or 'none'}, aux {cfg.aux_weight}, "

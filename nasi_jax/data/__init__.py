@@ -45,6 +45,14 @@ Example::
                      static_argnames="batch_size")
     x, y = sample(jax.random.key(1), batch_size=64, images=images, labels=labels)
 
+**CIFAR-100** (for training, ``nasi train --dataset cifar100``): :func:`load_cifar100_split`
+reads the authors' python version (``cifar-100-python/``: pickles ``train`` and ``test``) or
+binary version (``cifar-100-binary/``: ``train.bin`` and ``test.bin``) in place, with the 100
+fine labels, normalised with NB201's CIFAR-100 mean and std (:data:`CIFAR100_MEAN`,
+:data:`CIFAR100_STD`)::
+
+    x, y = data.load_cifar100_split("/path/to/data", split="train")   # [50000, 32, 32, 3], [50000]
+
 Any problem with the files raises :class:`DataError`. Its message says what is
 wrong and how to fix it.
 """
@@ -52,12 +60,19 @@ wrong and how to fix it.
 
 from nasi_jax.data._files import (CIFAR10_MEAN, CIFAR10_STD, DATA_MODES, DATA_SOURCES,
                                   IMAGE_SHAPE, NUM_CLASSES, SPLITS, DataError)
+from nasi_jax.data._cifar100 import (CIFAR100_MEAN, CIFAR100_NUM_CLASSES, CIFAR100_SOURCES,
+                                     CIFAR100_SPLITS, CIFAR100_STD, load_cifar100_split)
 from nasi_jax.data._load import load_cifar10_split, load_data_for_mode
 from nasi_jax.data._sampling import normalize_images, sample_batch
 
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_NUM_CLASSES",
+    "CIFAR100_SOURCES",
+    "CIFAR100_SPLITS",
+    "CIFAR100_STD",
     "DATA_MODES",
     "DATA_SOURCES",
     "DataError",
@@ -65,6 +80,7 @@ __all__ = [
     "NUM_CLASSES",
     "SPLITS",
     "load_cifar10_split",
+    "load_cifar100_split",
     "load_data_for_mode",
     "normalize_images",
     "sample_batch",

@@ -166,6 +166,15 @@ def _read_split_indices(path: Path, split: str) -> np.ndarray:
     return out
 
 
+def _check_limit(limit: Any) -> int | None:
+    """``limit`` (keep the first ``limit`` examples of a split) as an int, or None (all of them)."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise DataError(f"limit must be a positive integer or None, got {limit!r}")
+    return int(limit)
+
+
 def _check_index_range(indices: np.ndarray, n: int, where: str, split_path: Path | None) -> None:
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         bad = int(indices.min()) if indices.min() < 0 else int(indices.max())

@@ -10,7 +10,7 @@ import numpy as np
 
 from nasi_jax.data._files import (CIFAR10_DIRNAME, DATA_MODES, DATA_SOURCES, SPLIT_FILE, SPLITS,
                                   TEST_NPZ, TRAIN_NPZ, _BINARY_HINT, _TEST_FORMAT, _TFDS_HINT,
-                                  _TRAIN_FORMAT, DataError, _find_npz, _find_split_file,
+                                  _TRAIN_FORMAT, DataError, _check_limit, _find_npz, _find_split_file,
                                   _read_split_indices, _resolve_dir, _tfds_importable)
 from nasi_jax.data._readers import (BIN_FORMAT, _load_test_npz, _load_tfds, _load_train_npz,
                                     find_binary_dir, load_binary)
@@ -64,10 +64,7 @@ def load_cifar10_split(
         raise DataError(f"unknown split {split!r}: choose one of {SPLITS}")
     if source not in DATA_SOURCES:
         raise DataError(f"unknown data source {source!r}: choose one of {DATA_SOURCES}")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            raise DataError(f"limit must be a positive integer or None, got {limit!r}")
-        limit = int(limit)
+    limit = _check_limit(limit)
 
     root = _resolve_dir(data_dir, source)
     npz_name = TEST_NPZ if split == "test" else TRAIN_NPZ

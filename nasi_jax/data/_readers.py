@@ -29,11 +29,11 @@ def _open_npz(path: Path, required: tuple[str, ...], fmt: str) -> dict[str, np.n
         raise DataError(f"cannot read {path} as an .npz archive ({type(e).__name__}: {e}); expected {fmt}") from e
 
 
-def _check_labels(y: np.ndarray, path: Any) -> None:
+def _check_labels(y: np.ndarray, path: Any, num_classes: int = NUM_CLASSES) -> None:
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"malformed {path}: `y` must be integer [N], got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
-        raise DataError(f"malformed {path}: labels must lie in [0, {NUM_CLASSES}), found {y.min()}..{y.max()}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise DataError(f"malformed {path}: labels must lie in [0, {num_classes}), found {y.min()}..{y.max()}")
 
 
 def _load_train_npz(path: Path, indices: np.ndarray, split_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +166,7 @@ def _load_tfds(
 BIN_DIRNAME = "cifar-10-batches-bin"
 BIN_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 BIN_TEST_FILE = "test_batch.bin"
-_BIN_RECORD = 1 + 32 * 32 * 3
+PIXEL_BYTES = 32 * 32 * 3
 BIN_FORMAT = (f"{BIN_DIRNAME}/ holding {', '.join(BIN_TRAIN_FILES)} (the training set, in this order) "
               f"and {BIN_TEST_FILE}: records of 1 label byte + 3072 pixel bytes (R, G, B planes, 32x32)")
 
@@ -181,18 +181,38 @@ def find_binary_dir(root: Path | None) -> Path | None:
     return None
 
 
+def planes_to_images(pixels: np.ndarray) -> np.ndarray:
+    """CIFAR's pixel rows ``[N, 3072]`` (the red, green and blue 32x32 planes, each row-major) as
+    images uint8 ``[N, 32, 32, 3]`` (NHWC), contiguous. E.g. ``pixels[i, 1024 + 32 * r + c]`` is
+    the green value of pixel ``(r, c)`` of image ``i``, ``images[i, r, c, 1]``."""
+    return np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def read_records(path: Path, *, label_bytes: int, label: int, num_classes: int,
+                 fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """The records of a CIFAR binary file: each is ``label_bytes`` label bytes, of which byte
+    ``label`` is kept, then :data:`PIXEL_BYTES` pixel bytes (:func:`planes_to_images`). CIFAR-10:
+    ``label_bytes=1, label=0``; CIFAR-100: ``label_bytes=2`` (coarse, fine), ``label=1`` (fine).
+
+    Returns images uint8 ``[N, 32, 32, 3]`` and labels int64 ``[N]`` in ``[0, num_classes)``;
+    raises :class:`DataError` (naming ``fmt``) for a size that is not whole records or a label
+    out of range.
+    """
+    record = label_bytes + PIXEL_BYTES
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % record:
+        raise DataError(f"malformed {path}: {raw.size} bytes is not a whole number of "
+                        f"{record}-byte records; expected {fmt}")
+    records = raw.reshape(-1, record)
+    y = records[:, label].astype(np.int64)
+    _check_labels(y, path, num_classes)
+    return planes_to_images(records[:, label_bytes:]), y
+
+
 def _read_binary_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"the CIFAR-10 binary file {path} is missing; expected {BIN_FORMAT}")
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % _BIN_RECORD:
-        raise DataError(f"malformed {path}: {raw.size} bytes is not a whole number of "
-                        f"{_BIN_RECORD}-byte records; expected {BIN_FORMAT}")
-    records = raw.reshape(-1, _BIN_RECORD)
-    y = records[:, 0].astype(np.int64)
-    _check_labels(y, path)
-    x = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), y
+    return read_records(path, label_bytes=1, label=0, num_classes=NUM_CLASSES, fmt=BIN_FORMAT)
 
 
 def load_binary(folder: Path, split: str, indices: np.ndarray | None, limit: int | None,

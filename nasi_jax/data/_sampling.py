@@ -11,18 +11,20 @@ import numpy as np
 
 from nasi_jax.data._files import CIFAR10_MEAN, CIFAR10_STD, DATA_MODES, IMAGE_SHAPE, NUM_CLASSES
 
-def normalize_images(images_uint8: np.ndarray) -> np.ndarray:
-    """Normalise uint8 RGB images with NB201's CIFAR-10 per-channel mean and std.
+def normalize_images(images_uint8: np.ndarray, mean=CIFAR10_MEAN, std=CIFAR10_STD) -> np.ndarray:
+    """Normalise uint8 RGB images with a per-channel mean and std (default: NB201's CIFAR-10
+    ones; CIFAR-100's are :data:`CIFAR100_MEAN` / :data:`CIFAR100_STD`).
 
     Args:
       images_uint8: uint8 ``[..., 3]`` in [0, 255], channels last (e.g. ``[N, 32, 32, 3]``).
+      mean, std: three numbers each, on the [0, 1] scale.
 
     Returns:
-      float32 array of the same shape: ``(x / 255 - CIFAR10_MEAN) / CIFAR10_STD``.
+      float32 array of the same shape: ``(x / 255 - mean) / std``.
     """
     x = np.asarray(images_uint8, dtype=np.float32) / np.float32(255.0)
-    x -= np.asarray(CIFAR10_MEAN, dtype=np.float32)
-    x /= np.asarray(CIFAR10_STD, dtype=np.float32)
+    x -= np.asarray(mean, dtype=np.float32)
+    x /= np.asarray(std, dtype=np.float32)
     return x
 
 

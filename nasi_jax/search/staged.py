@@ -58,7 +58,7 @@ from nasi_jax.core import ntk
 from nasi_jax.spaces import get_space
 from nasi_jax.spaces.base import Space, Stage
 
-__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace_and_grad", "forward"]
+__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace", "chain_trace_and_grad", "forward"]
 
 
 def stages(net, space: str | Space = "darts") -> list[Stage]:
@@ -164,12 +164,9 @@ def forward(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Ar
     return vals[len(sts) - 1]
 
 
-def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
-                         A: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`trace_and_grad` for any graph of stages (:class:`Stage`; a chain when no stage
-    names its ``inputs``; the last one returns the scalar loss); ``params`` holds every stage's
-    parameters. The reverse passes visit the stages in reverse order, so a value's cotangent is
-    complete (summed over every stage that reads it) before its own stage runs."""
+def _forward_and_v(sts, params, x, y, A):
+    """The forward pass (stage values kept) and 1. ``v = grad_theta L`` (per stage), reverse
+    through the stages, each stage's VJP recomputing its forward pass."""
     n, ins = len(sts), _inputs(sts)
     fns = [_compiled(st.apply) for st in sts]
     ps = [_sub(params, st) for st in sts]
@@ -178,12 +175,30 @@ def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Arr
     for i in range(n - 1):
         vals[i] = fns[i][0](ps[i], _carry(vals, ins[i]), As[i], y)
     dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals, ins[-1]), As[-1], y).dtype  # the loss's
-    # 1. v = grad_theta L, reverse through the stages
     cbars = {n - 1: jnp.ones((), dt)}
     vs = [None] * n
     for i in reversed(range(n)):
         vs[i], cin = fns[i][1](ps[i], _carry(vals, ins[i]), As[i], y, cbars.pop(i))
         _accumulate(cbars, ins[i], cin)
+    return fns, ps, As, vals, vs, dt
+
+
+def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array) -> jax.Array:
+    """``s = ||grad_theta L||^2`` (eq. 12) alone, stage by stage: the forward pass and one
+    reverse pass, about a third of :func:`chain_trace_and_grad`'s work (no ``grad_A``). The
+    same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs)."""
+    vs = _forward_and_v(sts, params, x, y, A)[4]
+    return sum(ntk.tree_sq_norm(v) for v in vs)
+
+
+def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
+                         A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:func:`trace_and_grad` for any graph of stages (:class:`Stage`; a chain when no stage
+    names its ``inputs``; the last one returns the scalar loss); ``params`` holds every stage's
+    parameters. The reverse passes visit the stages in reverse order, so a value's cotangent is
+    complete (summed over every stage that reads it) before its own stage runs."""
+    n, ins = len(sts), _inputs(sts)
+    fns, ps, As, vals, vs, dt = _forward_and_v(sts, params, x, y, A)
     s = sum(ntk.tree_sq_norm(v) for v in vs)
     # 2. tangents of the stage outputs along v (the input x has none)
     cdots = {-1: jnp.zeros_like(x)}

@@ -1,4 +1,4 @@
-r"""Train a selected architecture from scratch on CIFAR-10 (optax SGD, orbax checkpoints).
+r"""Train a selected architecture from scratch on CIFAR-10 or CIFAR-100 (optax SGD, orbax checkpoints).
 
 An importable library under a thin CLI (``nasi train``: :mod:`nasi_jax.cli.train`); the
 configuration is code (:class:`TrainConfig`, two named recipes). The modules:
@@ -6,6 +6,8 @@ configuration is code (:class:`TrainConfig`, two named recipes). The modules:
 * :mod:`~nasi_jax.train.recipes`: :class:`TrainConfig`, the recipes, and :data:`TRAIN_SPACES`,
   all that training knows about each search space (its recipe and network size, how to parse,
   build and count one of its architectures, whether it has an auxiliary head and drop-path);
+* :mod:`~nasi_jax.train.datasets`: :data:`TRAIN_DATASETS`, all that training knows about each
+  dataset (CIFAR-10, CIFAR-100: classes, normalisation, splits, data sources, loader);
 * :mod:`~nasi_jax.train.sources`: :class:`Architecture` and :func:`parse_architecture` (genotype
   text, published name, file, ``nasi search`` result ``FILE.json#SEED``; NB201 string);
 * :mod:`~nasi_jax.train.steps`: schedules, optimiser, augmentation, :class:`TrainState`, the
@@ -60,6 +62,12 @@ terms, updated every step) and the running averages at evaluation. After each ep
 network is evaluated on the CIFAR-10 **test** set (as DARTS and NB201 report), or on NB201's
 ``valid`` half with ``train_split="train", eval_split="valid"`` (for model selection).
 
+**CIFAR-100** (``dataset="cifar100"``, ``nasi train --dataset cifar100``): the same recipes,
+schedule and augmentation on CIFAR-100's 50 000 training images, evaluated on its 10 000 test
+images, with its 100 fine labels (the head has 100 outputs) and NB201's CIFAR-100 mean and
+std (:data:`nasi_jax.data.CIFAR100_MEAN`; the crop pads with that normalisation's black).
+Its files are the authors' python or binary version (:func:`nasi_jax.data.load_cifar100_split`).
+
 **Augmentation** (in the compiled step, from ``jax.random``): random crop of 32 from the
 image zero-padded by 4 pixels, i.e. padded with *black* (raw pixel 0, which after
 normalisation is ``-mean/std`` per channel, as torchvision's ``RandomCrop(32, padding=4)``
@@ -106,12 +114,15 @@ Example (the recipes, the schedule, the augmentation; no data or training needed
     [0.1, 0.09758, 0.09755, 0.05]
     >>> round(float(train.drop_path_prob(cfg, 521 * 300, steps_per_epoch=521)), 6)   # epoch 300 of 600
     0.1
+    >>> c100 = train.TrainConfig.recipe("darts", dataset="cifar100")
+    >>> c100.num_classes, c100.epochs, c100.cutout, [round(v, 3) for v in c100.dataset_spec.pad_value]
+    (100, 600, 16, [-1.896, -1.898, -1.597])
     >>> x = jnp.ones((4, 32, 32, 3))
     >>> y = train.augment(jax.random.key(0), x, crop_padding=4, flip=True, cutout=16)
     >>> y.shape, int((y == 0).all(-1).sum(axis=(1, 2)).max()) <= 256
     ((4, 32, 32, 3), True)
 
-Training (``images``/``labels`` in memory here; the CLI reads CIFAR-10 from ``--data-dir``)::
+Training (``images``/``labels`` in memory here; the CLI reads the dataset from ``--data-dir``)::
 
     cfg = train.TrainConfig.recipe("darts", channels=16, layers=8, epochs=10)
     res = train.train(cfg, "DARTS_V2", "runs/darts_v2", data_dir="../shared/data")
@@ -123,21 +134,25 @@ Command line (same effect; rerunning it continues from the latest checkpoint)::
         --data-dir ../shared/data --workdir runs/darts_v2
     nasi train --arch "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|" \
         --dataset cifar10 --data-dir ../shared/data --workdir runs/nb201_best
+    nasi train --genotype DARTS_V2 --dataset cifar100 --epochs 600 \
+        --data-dir DIR --workdir runs/darts_v2_c100   # DIR/cifar-100-python/{train,test}
 """
 
 
 from __future__ import annotations
 
+from nasi_jax.train.datasets import TRAIN_DATASETS, TrainDataset
 from nasi_jax.train.loop import TrainResult, epoch_permutation, load_data, train
-from nasi_jax.train.recipes import (EVAL_SPLITS, IMAGE_SIZE, LR_SCHEDULES, NUM_CLASSES, RECIPES, TRAIN_SPACES,
-                                    TRAIN_SPLITS, TrainConfig, TrainError, TrainSpace)
+from nasi_jax.train.recipes import (DATASETS, EVAL_SPLITS, IMAGE_SIZE, LR_SCHEDULES, NUM_CLASSES, RECIPES,
+                                    TRAIN_SPACES, TRAIN_SPLITS, TrainConfig, TrainError, TrainSpace)
 from nasi_jax.train.sources import Architecture, parse_architecture
 from nasi_jax.train.steps import (PAD_VALUE, TrainState, augment, drop_path_prob, evaluate, init_state,
                                   learning_rate, make_eval_step, make_optimizer, make_train_step,
                                   param_counts, random_crop, random_cutout, random_flip)
 
 __all__ = [
-    "RECIPES", "TRAIN_SPACES", "TrainSpace", "TrainError", "TrainConfig", "Architecture", "TrainState",
+    "RECIPES", "TRAIN_SPACES", "TrainSpace", "TRAIN_DATASETS", "TrainDataset", "DATASETS", "TrainError",
+    "TrainConfig", "Architecture", "TrainState",
     "TrainResult", "parse_architecture", "param_counts", "learning_rate", "drop_path_prob",
     "make_optimizer", "random_crop", "random_flip", "random_cutout", "augment", "PAD_VALUE",
     "load_data", "init_state", "make_train_step", "make_eval_step", "epoch_permutation", "evaluate",

@@ -12,11 +12,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from nasi_jax import data as _data
 from nasi_jax.records import Progress, now_utc, versions, write_json_atomic, write_text_atomic
 from nasi_jax.train.checkpoints import checkpoint_manager, restore_meta, restore_state, save_checkpoint
-from nasi_jax.train.recipes import (FULL_HALF, IMAGE_SIZE, TRAIN_SPACES, TrainConfig, TrainError, config_dict,
-                                    config_diff)
+from nasi_jax.train.recipes import (IMAGE_SIZE, TRAIN_SPACES, TrainConfig, TrainError, config_dict, config_diff,
+                                    stored_config)
 from nasi_jax.train.sources import Architecture, as_architecture
 from nasi_jax.train.steps import (TrainState, build_model, drop_path_prob, evaluate, learning_rate,
                                   param_counts, programs, run_keys, zero_sums)
@@ -31,26 +30,24 @@ _FORMAT = 1  # checkpoint metadata format
 
 def load_data(cfg: TrainConfig, data_dir=None, *, source: str = "auto", split_file=None):
     """``(x_train, y_train, x_eval, y_eval)`` as host arrays (images float32 ``[N, 32, 32, 3]``
-    normalised, labels int32 ``[N]``) for ``cfg``'s splits and subset sizes, through
-    :func:`nasi_jax.data.load_cifar10_split` (never downloads; a missing source raises
-    :class:`nasi_jax.data.DataError` saying how to provide it)."""
-    kw = dict(source=source, split_file=split_file)
-    if cfg.train_split == "train":
-        x, y = _data.load_cifar10_split(data_dir, split="train", limit=cfg.train_size, **kw)
-    else:
-        n = cfg.train_size
-        x, y = _data.load_cifar10_split(data_dir, split="train", limit=None if n is None else min(n, FULL_HALF), **kw)
-        if n is None or n > FULL_HALF:
-            x2, y2 = _data.load_cifar10_split(data_dir, split="valid",
-                                              limit=None if n is None else n - FULL_HALF, **kw)
-            x, y = np.concatenate([x, x2]), np.concatenate([y, y2])
-    xe, ye = _data.load_cifar10_split(data_dir, split=cfg.eval_split, limit=cfg.test_size, **kw)
-    return x, y, xe, ye
+    normalised, labels int32 ``[N]`` in ``[0, cfg.num_classes)``) of ``cfg``'s dataset, splits
+    and subset sizes, through its loader (:data:`~nasi_jax.train.datasets.TRAIN_DATASETS`:
+    :func:`nasi_jax.data.load_cifar10_split` or :func:`~nasi_jax.data.load_cifar100_split`;
+    never downloads; missing or malformed files raise :class:`nasi_jax.data.DataError` saying
+    which files are expected where).
+
+    Example::
+
+        cfg = TrainConfig.recipe("darts", dataset="cifar100", train_size=1000, test_size=500)
+        x, y, xe, ye = load_data(cfg, "DATA")   # DATA/cifar-100-python/{train,test}
+        x.shape, ye.shape                       # (1000, 32, 32, 3), (500,)
+    """
+    return cfg.dataset_spec.load(cfg, data_dir, source=source, split_file=split_file)
 
 
 def _run_data(cfg: TrainConfig, data, data_dir, data_source, split_file):
     """The run's ``(x_train, y_train, x_eval, y_eval)``: ``data`` (:func:`_given_data`) or the
-    CIFAR-10 files (:func:`load_data`); raises when one batch needs more images than there are."""
+    dataset's files (:func:`load_data`); raises when one batch needs more images than there are."""
     arrays = (load_data(cfg, data_dir, source=data_source, split_file=split_file) if data is None
               else _given_data(cfg, data))
     n_train = int(arrays[0].shape[0])
@@ -166,17 +163,23 @@ def _check_arguments(cfg, arch, seed, checkpoint_every_steps, stop_after_steps, 
         raise TrainError(f"keep_checkpoints must be a positive integer, got {keep_checkpoints!r}")
 
 
-def _check_workdir(workdir, *, resume: bool, has_data: bool, data_source: str) -> tuple[str, bool]:
-    """``(absolute workdir, whether it holds checkpoints)``; raises for a file, for missing
-    data, or for checkpoints without ``resume``."""
+def _check_data_source(cfg: TrainConfig, data_dir, data_source: str) -> None:
+    """Raise when ``data_source`` is not one of the dataset's, or when ``data_dir`` is None and
+    the source needs a folder (every one but tfds)."""
+    ds = cfg.dataset_spec
+    if data_source not in ds.sources:
+        raise TrainError(f"--data-source {data_source!r} is not a source of {ds.name}: choose one of {ds.sources}")
+    if data_dir is None and data_source != "tfds":
+        raise TrainError(f"training needs the {ds.title} images: {ds.provide}; nothing is downloaded")
+
+
+def _check_workdir(workdir, *, resume: bool) -> tuple[str, bool]:
+    """``(absolute workdir, whether it holds checkpoints)``; raises for a file, or for
+    checkpoints without ``resume``."""
     workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise TrainError(f"--workdir {workdir} is a file; give a folder")
-    if not has_data and data_source != "tfds":
-        raise TrainError("training needs the CIFAR-10 images: pass --data-dir DIR (the folder holding "
-                         "cifar10_jpeg/ and nb201/cifar-split.txt, e.g. ../shared/data) or --data-source tfds "
-                         "with a prepared tensorflow-datasets cifar10; nothing is downloaded")
     existing = os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
     if existing and not resume:
         raise TrainError(f"{ckpt_dir} already holds checkpoints and resume is off: use a new --workdir, "
@@ -192,6 +195,7 @@ def _resume_or_start(run: _Run, latest: int | None, init_fn, k_init, say) -> Non
         return
     meta = restore_meta(run.manager, latest)
     old = {k: meta.get(k) for k in run.identity}
+    old["config"] = stored_config(old["config"])
     if old != run.identity:
         diff = config_diff(old["config"] or {}, run.identity["config"])
         diff += [f"{k}: {old[k]!r} -> {v!r}" for k, v in run.identity.items() if k != "config" and old[k] != v]
@@ -312,7 +316,7 @@ def _result(run: _Run, arch: Architecture, seed: int, data_info: dict, extra: di
     net = build_model(cfg, arch)[0]
     return {
         "created": now_utc(), "config": config_dict(cfg), "seed": int(seed), "versions": versions(),
-        "space": arch.space, "architecture": arch.text,
+        "space": arch.space, "architecture": arch.text, "dataset": cfg.dataset, "num_classes": cfg.num_classes,
         # how the network's convolutions ran (the same function either way)
         "conv_impl": TRAIN_SPACES[arch.space].conv_impl(net),
         "params": n_params, "params_with_aux": n_with_aux, "data": data_info,
@@ -340,7 +344,7 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
         seed or data size differ (naming the fields). Without ``resume`` existing checkpoints
         are an error (use a new folder).
       seed: non-negative int; with the configuration it fixes every random number.
-      data_dir, data_source, split_file: where CIFAR-10 is (:func:`load_data`).
+      data_dir, data_source, split_file: where ``cfg.dataset``'s files are (:func:`load_data`).
       data: instead, ``(x_train, y_train, x_eval, y_eval)`` arrays (normalised images).
       checkpoint_every_steps: also save every N steps (besides every epoch).
       keep_checkpoints: how many checkpoints orbax keeps.
@@ -359,8 +363,9 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
     arch = as_architecture(arch)
     cfg = cfg.validate()
     _check_arguments(cfg, arch, seed, checkpoint_every_steps, stop_after_steps, keep_checkpoints)
-    workdir, existing = _check_workdir(workdir, resume=resume, has_data=data is not None or data_dir is not None,
-                                       data_source=data_source)
+    if data is None:
+        _check_data_source(cfg, data_dir, data_source)
+    workdir, existing = _check_workdir(workdir, resume=resume)
     os.makedirs(workdir, exist_ok=True)
     arrays = _run_data(cfg, data, data_dir, data_source, split_file)
     n_train, n_eval = int(arrays[0].shape[0]), int(arrays[2].shape[0])

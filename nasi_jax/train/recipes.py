@@ -1,5 +1,6 @@
 """What a training run is: :class:`TrainConfig`, the two named recipes, and what training
-knows about each search space (:data:`TRAIN_SPACES`, the one place that does).
+knows about each search space (:data:`TRAIN_SPACES`, the one place that does; the datasets'
+counterpart is :data:`~nasi_jax.train.datasets.TRAIN_DATASETS`).
 
 Every space-specific decision of the train package looks up ``TRAIN_SPACES[space]``: its
 recipe, its network size, how to parse one of its architectures, how to build and count its
@@ -18,16 +19,17 @@ import numpy as np
 
 from nasi_jax import data as _data
 from nasi_jax.spaces import darts, nb201
+from nasi_jax.train.datasets import TRAIN_DATASETS, TrainDataset
 
 __all__ = ["TrainError", "TrainSpace", "TRAIN_SPACES", "RECIPES", "TrainConfig", "NUM_CLASSES",
-           "IMAGE_SIZE", "TRAIN_SPLITS", "EVAL_SPLITS", "LR_SCHEDULES"]
+           "IMAGE_SIZE", "TRAIN_SPLITS", "EVAL_SPLITS", "LR_SCHEDULES", "DATASETS"]
 
-NUM_CLASSES = _data.NUM_CLASSES
+NUM_CLASSES = _data.NUM_CLASSES  # CIFAR-10's; a config's own is TrainConfig.num_classes
 IMAGE_SIZE = _data.IMAGE_SHAPE[0]
 TRAIN_SPLITS = ("all", "train")
 EVAL_SPLITS = ("test", "valid")
 LR_SCHEDULES = ("epoch", "step")
-FULL_HALF = 25_000  # images in each half of NB201's cifar10-valid split
+DATASETS = tuple(TRAIN_DATASETS)
 
 
 class TrainError(ValueError):
@@ -100,7 +102,7 @@ def _parse_nb201(value) -> tuple[str, Any]:
 
 
 def _build_darts(cfg: "TrainConfig", genotype):
-    net = darts.NetworkCIFAR(genotype, channels=cfg.channels, layers=cfg.layers, num_classes=NUM_CLASSES,
+    net = darts.NetworkCIFAR(genotype, channels=cfg.channels, layers=cfg.layers, num_classes=cfg.num_classes,
                              auxiliary=cfg.aux_weight > 0)
 
     def apply(variables, x, train, drop_path=None, rng=None, mutable=False):
@@ -113,7 +115,7 @@ def _build_darts(cfg: "TrainConfig", genotype):
 
 
 def _build_nb201(cfg: "TrainConfig", ops):
-    net = nb201.NB201Network(cfg.channels, cfg.layers, NUM_CLASSES, fixed=tuple(ops))
+    net = nb201.NB201Network(cfg.channels, cfg.layers, cfg.num_classes, fixed=tuple(ops))
 
     def apply(variables, x, train, drop_path=None, rng=None, mutable=False):
         out = net.apply(variables, x, None, train=train, mutable=mutable)
@@ -125,13 +127,13 @@ def _build_nb201(cfg: "TrainConfig", ops):
 
 
 def _count_darts(cfg: "TrainConfig", genotype) -> tuple[int, int]:
-    kw = dict(channels=cfg.channels, layers=cfg.layers, num_classes=NUM_CLASSES)
+    kw = dict(channels=cfg.channels, layers=cfg.layers, num_classes=cfg.num_classes)
     n = darts.count_params(genotype, **kw)
     return n, (darts.count_params(genotype, auxiliary=True, **kw) if cfg.aux_weight > 0 else n)
 
 
 def _count_nb201(cfg: "TrainConfig", ops) -> tuple[int, int]:
-    n = nb201.count_params(ops, channels=cfg.channels, cells_per_stage=cfg.layers, num_classes=NUM_CLASSES)
+    n = nb201.count_params(ops, channels=cfg.channels, cells_per_stage=cfg.layers, num_classes=cfg.num_classes)
     return n, n
 
 
@@ -191,11 +193,16 @@ class TrainConfig:
     * ``aux_weight``: weight of the auxiliary head's loss (0 = no head; DARTS only).
     * ``drop_path``: final drop-path probability, reached linearly (DARTS only).
     * ``crop_padding`` (0 = no crop), ``flip``, ``cutout`` (hole size; 0 = none).
-    * ``train_split``: ``"all"`` (the 50 000 CIFAR-10 training images, as DARTS and NB201's
-      ``cifar10`` results) or ``"train"`` (NB201's 25 000-image half); ``eval_split``:
-      ``"test"`` (10 000) or ``"valid"`` (NB201's other half; needs ``train_split="train"``).
+    * ``dataset``: a key of :data:`~nasi_jax.train.datasets.TRAIN_DATASETS`, ``"cifar10"`` or
+      ``"cifar100"`` (100 fine classes, its own normalisation; the same recipes and
+      augmentation); it sets the head's size, :attr:`num_classes`.
+    * ``train_split``: ``"all"`` (the 50 000 training images, as DARTS and NB201's ``cifar10``
+      results) or ``"train"`` (CIFAR-10 only: NB201's 25 000-image half); ``eval_split``:
+      ``"test"`` (10 000) or ``"valid"`` (CIFAR-10 only: NB201's other half; needs
+      ``train_split="train"``).
     * ``train_size`` / ``test_size``: keep the first N images of those splits (None: all;
-      for ``"all"`` the first of NB201's train half, then of its valid half); deterministic.
+      for CIFAR-10's ``"all"`` the first of NB201's train half, then of its valid half; for
+      CIFAR-100 the first of its files); deterministic.
     * ``eval_batch_size``: batch of the evaluation (running BN statistics: does not change
       the predictions).
     """
@@ -218,11 +225,22 @@ class TrainConfig:
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 16
+    dataset: str = "cifar10"
     train_split: str = "all"
     eval_split: str = "test"
     train_size: int | None = None
     test_size: int | None = None
     eval_batch_size: int = 500
+
+    @property
+    def dataset_spec(self) -> TrainDataset:
+        """The dataset's entry of :data:`~nasi_jax.train.datasets.TRAIN_DATASETS`."""
+        return TRAIN_DATASETS[self.dataset]
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the network's head: the dataset's classes (CIFAR-10: 10, CIFAR-100: 100)."""
+        return self.dataset_spec.num_classes
 
     @classmethod
     def recipe(cls, name: str = "darts", *, space: str | None = None, **overrides) -> "TrainConfig":
@@ -257,6 +275,8 @@ class TrainConfig:
             raise TrainError(f"unknown recipe {self.recipe_name!r}: choose one of {RECIPES}")
         if self.space not in TRAIN_SPACES:
             raise TrainError(f"unknown space {self.space!r}: choose {' or '.join(map(repr, TRAIN_SPACES))}")
+        if self.dataset not in TRAIN_DATASETS:
+            raise TrainError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
         self._check_numbers()
         self._check_choices()
         self._check_sizes()
@@ -309,12 +329,17 @@ class TrainConfig:
         if self.eval_split == "valid" and self.train_split != "train":
             raise TrainError("eval_split='valid' is NB201's valid half, which train_split='all' trains on: "
                              "use train_split='train' with it (or eval_split='test')")
+        ds = self.dataset_spec
+        if self.train_split not in ds.train_images or self.eval_split not in ds.eval_splits:
+            raise TrainError(f"{ds.title} trains on train_split {tuple(ds.train_images)} and evaluates on "
+                             f"eval_split {ds.eval_splits}, got {self.train_split!r} and {self.eval_split!r} "
+                             f"(NB201's train/valid halves split the CIFAR-10 training set only)")
 
     def _check_sizes(self) -> None:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 self._need_int(name, 1)
-        full = 2 * FULL_HALF if self.train_split == "all" else FULL_HALF
+        full = self.dataset_spec.train_images[self.train_split]
         if self.train_size is not None and self.train_size > full:
             raise TrainError(f"train_size {self.train_size} exceeds the {full} images of train_split "
                              f"{self.train_split!r}")
@@ -327,6 +352,18 @@ class TrainConfig:
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     """``cfg`` as a plain dict (what checkpoints and ``result.json`` record)."""
     return dataclasses.asdict(cfg)
+
+
+# Fields added to TrainConfig after checkpoints of runs without them were written, with the
+# value those runs had: a run saved before CIFAR-100 existed trained on CIFAR-10.
+_ADDED_FIELDS = types.MappingProxyType({"dataset": "cifar10"})
+
+
+def stored_config(record: dict | None) -> dict | None:
+    """A config dict read back from a checkpoint, with the fields added since it was written set
+    to what that run had, so it compares equal to the same settings today; e.g.
+    ``stored_config({"epochs": 600})`` is ``{"dataset": "cifar10", "epochs": 600}``."""
+    return None if record is None else dict(_ADDED_FIELDS) | dict(record)
 
 
 def config_diff(old: dict, new: dict) -> list[str]:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nasi_jax import data as _data
+from nasi_jax.train.datasets import TRAIN_DATASETS
 from nasi_jax.train.recipes import IMAGE_SIZE, TRAIN_SPACES, TrainConfig
 from nasi_jax.train.sources import Architecture, as_architecture
 
@@ -21,8 +21,9 @@ __all__ = ["PAD_VALUE", "learning_rate", "drop_path_prob", "make_optimizer", "ra
            "random_cutout", "augment", "TrainState", "param_counts", "init_state", "make_train_step",
            "make_eval_step", "evaluate"]
 
-# per-channel value of a black pixel after normalisation (the crop's zero padding)
-PAD_VALUE = tuple(-m / s for m, s in zip(_data.CIFAR10_MEAN, _data.CIFAR10_STD))
+# per-channel value of a black pixel after CIFAR-10's normalisation (the crop's zero padding);
+# a run pads with its own dataset's, ``cfg.dataset_spec.pad_value``
+PAD_VALUE = TRAIN_DATASETS["cifar10"].pad_value
 
 
 # --------------------------------------------------------------------------- schedules and optimiser
@@ -171,7 +172,7 @@ def programs(cfg: TrainConfig, arch: Architecture, steps_per_epoch: int):
     several runs in one process (a resume, the tests) reuse the compiled programs."""
     _, init, apply = build_model(cfg, arch)
     tx = make_optimizer(cfg, steps_per_epoch=steps_per_epoch)
-    pad_value = jnp.asarray(PAD_VALUE, jnp.float32)
+    pad_value = jnp.asarray(cfg.dataset_spec.pad_value, jnp.float32)
 
     def init_state(key):
         variables = init(key, jnp.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32))

@@ -83,7 +83,7 @@ from nasi_jax.spaces.darts.cost import count_flops, count_params
 from nasi_jax.spaces.darts.genotype import (DARTS_V1, DARTS_V2, EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS,
                                             PUBLISHED, Genotype, GenotypeError, check_genotype,
                                             genotype_from_alpha, genotype_to_ops, genotype_to_str, one_hot,
-                                            ops_to_genotype, parse_genotype, read_out_ops)
+                                            ops_to_genotype, parse_genotype, random_genotype, read_out_ops)
 from nasi_jax.spaces.darts.networks import (AuxiliaryHeadCIFAR, DartsSupernet, EvalCell, MixedEdge,
                                             NetworkCIFAR, SearchCell, reduction_cells)
 from nasi_jax.spaces.darts.ops import (CONV_IMPLS, Cfg, DepthwiseConv, DilConv, FactorizedReduce, Op,
@@ -93,7 +93,7 @@ from nasi_jax.spaces.darts.space import SPACE, DartsSpace
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_NODES", "GenotypeError", "Genotype",
     "parse_genotype", "genotype_to_str", "genotype_to_ops", "check_genotype", "one_hot",
-    "genotype_from_alpha", "read_out_ops", "ops_to_genotype", "DARTS_V1", "DARTS_V2", "PUBLISHED",
+    "genotype_from_alpha", "read_out_ops", "ops_to_genotype", "random_genotype", "DARTS_V1", "DARTS_V2", "PUBLISHED",
     "CONV_IMPLS", "Cfg", "resolve_conv_impl", "DepthwiseConv", "ReLUConvBN", "DilConv", "SepConv",
     "FactorizedReduce", "Op", "MixedEdge", "SearchCell", "reduction_cells", "DartsSupernet",
     "EvalCell", "AuxiliaryHeadCIFAR", "NetworkCIFAR", "count_params", "count_flops", "DartsSpace",

@@ -28,7 +28,8 @@ from nasi_jax.spaces.base import ArchitectureError
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_NODES", "GenotypeError", "Genotype",
     "parse_genotype", "genotype_to_str", "genotype_to_ops", "one_hot", "genotype_from_alpha",
-    "read_out_ops", "ops_to_genotype", "check_genotype", "DARTS_V1", "DARTS_V2", "PUBLISHED",
+    "read_out_ops", "ops_to_genotype", "check_genotype", "random_genotype", "DARTS_V1", "DARTS_V2",
+    "PUBLISHED",
 ]
 
 OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -362,3 +363,30 @@ DARTS_V2 = check_genotype((
     (("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
      ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)), _CONCAT))
 PUBLISHED.update(DARTS_V1=DARTS_V1, DARTS_V2=DARTS_V2, DARTS=DARTS_V2)
+
+
+def random_genotype(seed: int) -> Genotype:
+    """A uniformly random genotype, DARTS' random-search baseline: per cell (normal, then
+    reduce) and per intermediate node ``i`` (2..5), two distinct inputs drawn uniformly from
+    nodes ``0..i-1`` (listed in increasing order), each with an op drawn uniformly from the
+    seven that are not ``none``. ``numpy.random.default_rng(seed)``: the same seed, the same
+    genotype on every machine.
+
+    Example:
+        >>> g = random_genotype(0)
+        >>> len(g.normal), len(g.reduce), g == random_genotype(0), g == random_genotype(1)
+        (8, 8, True, False)
+        >>> all(j < 2 + m // 2 for m, (_, j) in enumerate(g.normal))  # node m//2 + 2 reads earlier nodes
+        True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GenotypeError(f"seed must be a non-negative int, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    cells = []
+    for _ in ("normal", "reduce"):
+        gene = []
+        for i in range(2, 2 + NUM_NODES):
+            for j in sorted(rng.choice(i, size=2, replace=False).tolist()):
+                gene.append((OPS[int(rng.integers(1, NUM_OPS))], int(j)))
+        cells.append(tuple(gene))
+    return Genotype(cells[0], _CONCAT, cells[1], _CONCAT)

@@ -57,7 +57,7 @@ class MixedEdge(nn.Module):
     @nn.compact
     def __call__(self, x, w, train: bool):
         def op(k):
-            return Op(OPS[k], self.features, self.stride, affine=False, search=True, cfg=self.cfg,
+            return Op(OPS[k], self.features, self.stride, affine=self.cfg.cell_affine, search=True, cfg=self.cfg,
                       name=OPS[k])(x, train)
 
         if self.fixed is not None:
@@ -70,7 +70,8 @@ class MixedEdge(nn.Module):
 
 
 class SearchCell(nn.Module):
-    """Supernet cell: preprocess (affine-free) -> 14 mixed edges -> concat of nodes 2..5.
+    """Supernet cell: preprocess -> 14 mixed edges -> concat of nodes 2..5 (BatchNorms without
+    affine parameters unless ``cfg.cell_affine``).
 
     ``s0 [B,H0,W0,C0], s1 [B,H,W,C1], weights [14, 8]`` -> ``[B, H/r, W/r, 4C]`` (``r = 2``
     in a reduction cell). ``fixed``: 14 op indices (the discrete cell, ``weights`` ignored).
@@ -85,11 +86,12 @@ class SearchCell(nn.Module):
     @nn.compact
     def __call__(self, s0, s1, weights, train: bool):
         C = self.features
+        affine = self.cfg.cell_affine
         if self.reduction_prev:
-            s0 = FactorizedReduce(C, False, self.cfg, name="preprocess0")(s0, train)
+            s0 = FactorizedReduce(C, affine, self.cfg, name="preprocess0")(s0, train)
         else:
-            s0 = ReLUConvBN(C, 1, 1, 0, False, self.cfg, name="preprocess0")(s0, train)
-        s1 = ReLUConvBN(C, 1, 1, 0, False, self.cfg, name="preprocess1")(s1, train)
+            s0 = ReLUConvBN(C, 1, 1, 0, affine, self.cfg, name="preprocess0")(s0, train)
+        s1 = ReLUConvBN(C, 1, 1, 0, affine, self.cfg, name="preprocess1")(s1, train)
         states = [s0, s1]
         e = 0
         for i in range(2, 2 + NUM_NODES):
@@ -155,6 +157,8 @@ class DartsSupernet(nn.Module):
         dtype: parameter and computation dtype.
         conv_impl: 'auto' (default), 'xla', 'xla-dense', 'xla-shift' or 'loop-safe'
             (:func:`resolve_conv_impl`: the same function, computed in ways of different speed).
+        cell_affine: the cells' BatchNorms get affine parameters (scale 1, bias 0 at init; part
+            of theta, so of s). False (default): DARTS' supernet, whose cell BNs have none.
 
     ``__call__(x [B,H,W,3], arch_weights, train) -> logits [B, K]`` with ``arch_weights``
     ``(normal [14, 8], reduce [14, 8])`` (a pair, a dict with those keys, or ``[2, 14, 8]``);
@@ -169,10 +173,11 @@ class DartsSupernet(nn.Module):
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    cell_affine: bool = False
 
     @nn.compact
     def __call__(self, x, arch_weights=None, train: bool = True):
-        cfg = Cfg(self.init_scheme, self.dtype, resolve_conv_impl(self.conv_impl))
+        cfg = Cfg(self.init_scheme, self.dtype, resolve_conv_impl(self.conv_impl), self.cell_affine)
         if self.fixed is None:
             if arch_weights is None:
                 raise GenotypeError("the supernet needs arch_weights (normal [14, 8], reduce [14, 8]); "

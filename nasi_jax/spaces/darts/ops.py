@@ -53,11 +53,14 @@ def batch_norm(x, train: bool, dtype, affine: bool = True, name: str | None = No
 
 class Cfg(NamedTuple):
     """What every DARTS module is built with: the init scheme (``'pytorch'`` or ``'flax'``), the
-    parameter and computation dtype, and the convolution implementation (:func:`resolve_conv_impl`)."""
+    parameter and computation dtype, the convolution implementation (:func:`resolve_conv_impl`),
+    and whether the supernet's cells have affine BatchNorms (``cell_affine``; DARTS' supernet:
+    no, the default; read only by the supernet's cells)."""
 
     init_scheme: str = "pytorch"
     dtype: Any = jnp.float32
     conv_impl: str = "xla"
+    cell_affine: bool = False
 
 
 CONV_IMPLS = ("auto", "xla", "xla-dense", "xla-shift", "loop-safe")
@@ -254,7 +257,7 @@ def max_pool_3x3(x, stride: int, impl: str):
 
 class Op(nn.Module):
     """One DARTS op by name on ``C`` channels (module docstring); ``search=True`` follows the
-    pools by a BN without affine parameters, as DARTS' supernet does."""
+    pools by a BN (affine as ``affine``; DARTS' supernet: without affine parameters)."""
 
     op: str
     features: int
@@ -273,7 +276,7 @@ class Op(nn.Module):
                 y = max_pool_3x3(x, s, resolve_conv_impl(self.cfg.conv_impl))
             else:
                 y = avg_pool_3x3(x, s)
-            return batch_norm(y, train, self.cfg.dtype, affine=False) if self.search else y
+            return batch_norm(y, train, self.cfg.dtype, affine=self.affine) if self.search else y
         if op == "skip_connect":
             return x if s == 1 else FactorizedReduce(C, self.affine, self.cfg)(x, train)
         k = int(op[-1])

@@ -50,21 +50,24 @@ from nasi_jax.spaces.darts.ops import (Cfg, FactorizedReduce, ReLUConvBN, batch_
 __all__ = ["stages"]
 
 
-def _stem_apply(cfg, C, params, x, a, y):
+# BatchNorm: ``train`` uses batch statistics; otherwise the running averages at their initial
+# values (mean 0, variance 1), as a freshly initialised network in eval mode. Either way the
+# running averages are created here (the collection is mutable) and discarded.
+
+def _stem_apply(cfg, C, train, params, x, a, y):
     out = conv(cfg, 3 * C, 3, 1, 1).apply({"params": params["stem_conv"]}, x.astype(cfg.dtype))
-    # train mode: batch statistics; the running averages are created and discarded
-    out, _ = batch_norm_module(True, cfg.dtype).apply({"params": params["stem_bn"]}, out,
-                                                     mutable=["batch_stats"])
+    out, _ = batch_norm_module(train, cfg.dtype).apply({"params": params["stem_bn"]}, out,
+                                                      mutable=["batch_stats"])
     return out
 
 
-def _module_apply(module, params, x, a, y):  # a preprocessing stage (a is not read)
-    out, _ = module.apply({"params": params}, x, True, mutable=["batch_stats"])
+def _module_apply(module, train, params, x, a, y):  # a preprocessing stage (a is not read)
+    out, _ = module.apply({"params": params}, x, train, mutable=["batch_stats"])
     return out
 
 
-def _edge_apply(edge, params, x, a, y):
-    out, _ = edge.apply({"params": params}, x, a, True, mutable=["batch_stats"])
+def _edge_apply(edge, train, params, x, a, y):
+    out, _ = edge.apply({"params": params}, x, a, train, mutable=["batch_stats"])
     return out
 
 
@@ -86,31 +89,34 @@ def _head_apply(cfg, num_classes, params, s1, a, y):
 
 
 @functools.lru_cache(maxsize=None)
-def _fn(kind: str, *args):
-    """One function object per kind and module configuration, so that stages of one shape
-    share their compiled programs."""
+def _fn(kind: str, train: bool, *args):
+    """One function object per kind, BatchNorm mode and module configuration, so that stages of
+    one shape share their compiled programs."""
     if kind == "edge":
-        return functools.partial(_edge_apply, MixedEdge(*args))
-    module = FactorizedReduce(args[0], False, args[1]) if kind == "reduce" else \
-        ReLUConvBN(args[0], 1, 1, 0, False, args[1])
-    return functools.partial(_module_apply, module)
+        return functools.partial(_edge_apply, MixedEdge(*args), train)
+    cfg = args[1]
+    module = FactorizedReduce(args[0], cfg.cell_affine, cfg) if kind == "reduce" else \
+        ReLUConvBN(args[0], 1, 1, 0, cfg.cell_affine, cfg)
+    return functools.partial(_module_apply, module, train)
 
 
-def stages(net: DartsSupernet) -> list[Stage]:
-    """The stages of ``net`` (train-mode BatchNorm, as the search scores), see the module
-    docstring; ``apply(params_i, carry, a, y) -> value``. The same list (so the same compiled
-    programs) for every net of the same configuration. TypeError unless ``net`` is a
-    :class:`DartsSupernet` with ``fixed=None``."""
+def stages(net: DartsSupernet, train: bool = True) -> list[Stage]:
+    """The stages of ``net``, see the module docstring; ``apply(params_i, carry, a, y) -> value``.
+    ``train``: BatchNorm with batch statistics (default, as the search scores), else with the
+    initial running averages (``net.apply(..., train=False)`` of a fresh network). The same
+    list (so the same compiled programs) for every net of the same configuration. TypeError
+    unless ``net`` is a :class:`DartsSupernet` with ``fixed=None``."""
     if not isinstance(net, DartsSupernet) or net.fixed is not None:
         raise TypeError("stages() takes the DARTS supernet (DartsSupernet with fixed=None)")
     return _stages(net.channels, net.layers, net.num_classes, net.init_scheme, jnp.dtype(net.dtype),
-                   resolve_conv_impl(net.conv_impl))
+                   resolve_conv_impl(net.conv_impl), net.cell_affine, bool(train))
 
 
 @functools.lru_cache(maxsize=None)
-def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl) -> list[Stage]:
-    cfg = Cfg(init_scheme, dtype, conv_impl)
-    out = [Stage("stem", ("stem_conv", "stem_bn"), functools.partial(_stem_apply, cfg, channels))]
+def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl, cell_affine=False,
+            train=True) -> list[Stage]:
+    cfg = Cfg(init_scheme, dtype, conv_impl, cell_affine)
+    out = [Stage("stem", ("stem_conv", "stem_bn"), functools.partial(_stem_apply, cfg, channels, train))]
 
     def add(name, apply, inputs, **kw):
         out.append(Stage(name, (), apply, tuple(inputs), **kw))
@@ -121,15 +127,15 @@ def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl) -> lis
         reduction = i in reduction_cells(layers)
         C = 2 * C if reduction else C
         r, cell = (1 if reduction else 0), f"cell_{i}"
-        states = [add(f"{cell}/pre0", _fn("reduce" if reduction_prev else "relu_conv_bn", C, cfg), [prev_prev],
+        states = [add(f"{cell}/pre0", _fn("reduce" if reduction_prev else "relu_conv_bn", train, C, cfg), [prev_prev],
                       path=(cell, "preprocess0")),
-                  add(f"{cell}/pre1", _fn("relu_conv_bn", C, cfg), [prev], path=(cell, "preprocess1"))]
+                  add(f"{cell}/pre1", _fn("relu_conv_bn", train, C, cfg), [prev], path=(cell, "preprocess1"))]
         e = 0
         for k in range(2, 2 + NUM_NODES):
             edges = []
             for j in range(k):
                 stride = 2 if reduction and j < 2 else 1
-                edges.append(add(f"{cell}/edge_{j}_{k}", _fn("edge", C, stride, None, cfg), [states[j]],
+                edges.append(add(f"{cell}/edge_{j}_{k}", _fn("edge", train, C, stride, None, cfg), [states[j]],
                                  a_index=(r, e), path=(cell, f"edge_{j}_{k}")))
                 e += 1
             states.append(add(f"{cell}/node_{k}", _sum, edges))

@@ -1,0 +1,288 @@
+"""DARTS genotypes compared by a short training anyone can re-run (issue 18, item 3).
+
+    python experiments/darts_short_training.py nb201-check   # does the short recipe rank cells?
+    python experiments/darts_short_training.py train         # every candidate x seed (resumes)
+    python experiments/darts_short_training.py table         # rank on validation accuracy
+    python experiments/darts_short_training.py table --read-test   # only after the choice
+
+**The short recipe** (DARTS' recipe, :meth:`nasi_jax.train.TrainConfig.recipe`, at a reduced
+size and budget): NetworkCIFAR at C = 16 and 8 cells (auxiliary head, drop-path, cutout as
+the recipe), 10 epochs, batch 96; trained on the first 10 000 images of NB201's CIFAR-10
+``train`` half and validated on the first 10 000 of its ``valid`` half (CIFAR-10 training
+images never trained on: ``train_split='train'``, ``eval_split='valid'``). The CIFAR-10 test
+set is read only by ``table --read-test``, after the choice.
+
+**Candidates** (``--candidate NAME=SOURCE``, repeatable; default :data:`CANDIDATES`): a
+genotype file (``docs/runs/darts_search_fix.txt``), a variant of a search result
+(``docs/runs/darts_search_real.json#NASI-FIX``), a published genotype (``DARTS_V2``), or
+``random:K`` (:func:`nasi_jax.spaces.darts.random_genotype`, DARTS' random baseline).
+A candidate whose file is missing is named and skipped.
+
+**The sanity check first** (``nb201-check``): the same recipe on a handful of NB201 cells
+(NB201Network at C = 16, ``--nb201-layers`` cells per stage) chosen at evenly spaced
+quantiles of NB201's CIFAR-10 validation accuracy (200 epochs), their short-run validation
+accuracy against the table's, and against NB201's own 12-epoch validation accuracy (Kendall's
+tau and Spearman's rho). If the short recipe cannot order
+NB201 cells whose accuracies differ by points, it cannot rank DARTS genotypes either.
+
+Every training is a ``nasi train`` run in its own folder under ``--workdir`` (checkpoints
+after every epoch: a stopped command resumes where it stopped); the result files are written
+after every training (atomically). CPU cost: about 20 minutes a DARTS training here (2 cores;
+docs/darts.md), so the default set (10 candidates x 2 seeds) is a background job of hours; a
+GPU makes it cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from _common import add_data_args, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+
+from nasi_jax import train
+from nasi_jax.train.recipes import config_dict
+from nasi_jax.data import load_cifar10_split
+from nasi_jax.spaces import darts
+
+TRAIN_IMAGES, VALID_IMAGES = 10_000, 10_000
+SIZE = {"channels": 16, "layers": 8}  # the short network (DARTS: NetworkCIFAR, C and cells)
+RECIPE_OVERRIDES: dict = {}  # other TrainConfig fields (none: DARTS' recipe; tests shrink the batch)
+CANDIDATES = (
+    ("NASI-FIX, data-agnostic (paper nu)", "docs/runs/darts_search_fix.txt"),
+    ("NASI-ADA, data-agnostic (paper nu)", "docs/runs/darts_search_ada.txt"),
+    ("trace only, data-agnostic", "docs/runs/darts_search.json#trace-only (mu=0)"),
+    ("NASI-FIX, CIFAR-10 (paper nu)", "docs/runs/darts_search_real_fix.txt"),
+    ("NASI-ADA, CIFAR-10 (paper nu)", "docs/runs/darts_search_real_ada.txt"),
+    ("NASI-FIX, CIFAR-10 (q60 rule)", "docs/runs/darts_search_real_fix_q60.txt"),
+    ("NASI-ADA, CIFAR-10 (q65 rule)", "docs/runs/darts_search_real_ada_q65.txt"),
+    ("trace only, CIFAR-10", "docs/runs/darts_search_real.json#trace-only (mu=0)"),
+    ("DARTS_V2", "DARTS_V2"),
+    ("random 0", "random:0"), ("random 1", "random:1"), ("random 2", "random:2"),
+)
+
+
+def short_recipe(space: str = "darts", layers: int | None = None, epochs: int = 10) -> train.TrainConfig:
+    """DARTS' recipe at C = 16, 8 cells (NB201: ``layers`` cells per stage), ``epochs`` epochs,
+    10 000 images of NB201's train half, validated on 10 000 of its valid half."""
+    return train.TrainConfig.recipe("darts", space=space, channels=SIZE["channels"],
+                                    layers=SIZE["layers"] if space == "darts" else layers,
+                                    epochs=epochs, train_split="train", train_size=TRAIN_IMAGES,
+                                    eval_split="valid", test_size=VALID_IMAGES, **RECIPE_OVERRIDES)
+
+
+def genotype_of(source: str) -> darts.Genotype:
+    """A candidate's genotype from ``random:K``, a published name, ``FILE.json#VARIANT`` or a file."""
+    if source.startswith("random:"):
+        return darts.random_genotype(int(source.split(":", 1)[1]))
+    if source in darts.PUBLISHED:
+        return darts.parse_genotype(source)
+    path, _, variant = source.partition("#")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist (it is written by experiments/darts_search.py)")
+    if variant:
+        with open(path) as f:
+            variants = json.load(f)["variants"]
+        if variant not in variants:
+            raise SystemExit(f"{path} has no variant {variant!r}; it has {sorted(variants)}")
+        return darts.parse_genotype(variants[variant]["genotype"])
+    with open(path) as f:
+        return darts.parse_genotype(f.read().strip())
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def run_one(cfg, arch, workdir: str, seed: int, data, progress: bool) -> dict:
+    """Train (or resume, or just reload) one candidate at one seed; its validation curve."""
+    res = train.train(cfg, arch, workdir, seed=seed, data=data, progress=progress,
+                      log=lambda s: print(f"  {s}", file=sys.stderr))
+    curve = [float(r["valid_acc"]) for r in res.history]
+    return {"seed": seed, "workdir": workdir, "valid_acc_per_epoch": curve, "valid_acc": curve[-1],
+            "wall_s": float(res.history[-1]["wall_s"])}, res
+
+
+def _summary(runs: list[dict]) -> dict:
+    v = np.asarray([r["valid_acc"] for r in runs])
+    return {"valid_acc_mean": float(v.mean()), "valid_acc_sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def candidates_from(args) -> list[tuple[str, str]]:
+    if not args.candidate:
+        return list(CANDIDATES)
+    out = []
+    for c in args.candidate:
+        name, sep, source = c.partition("=")
+        if not sep or not name or not source:
+            raise SystemExit(f"--candidate {c!r}: expected NAME=SOURCE")
+        out.append((name, source))
+    return out
+
+
+def cmd_train(args) -> dict:
+    cfg = short_recipe(epochs=args.epochs)
+    data = train.load_data(cfg, args.data_dir)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = {}
+    for name, source in candidates_from(args):
+        try:
+            g = genotype_of(source)
+        except FileNotFoundError as e:
+            print(f"[short] {name}: skipped: {e}", file=sys.stderr)
+            continue
+        text = darts.genotype_to_str(g)
+        runs = []
+        for seed in seeds:
+            print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)
+            r, _ = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
+                           not args.quiet)
+            runs.append(r)
+        out[name] = {"source": source, "genotype": text,
+                     "params_short_network": darts.count_params(g, **SIZE),
+                     "params_c36_20_cells": darts.count_params(g, channels=36, layers=20),
+                     "runs": runs, **_summary(runs)}
+        _write(args, "train", cfg, seeds, out)
+    return out
+
+
+def _write(args, what: str, cfg, seeds, results: dict, **extra) -> None:
+    result = run_record(__file__, args.argv, what=what, recipe=config_dict(cfg), seeds=seeds,
+                        data="first 10 000 images of NB201's CIFAR-10 train half to train, first 10 000 of "
+                             "its valid half to validate", results=results, **extra)
+    path = args.output if what != "nb201-check" else args.nb201_output
+    write_result(path, result)
+
+
+VALID_200, VALID_12 = "nb201v1_cifar10valid_valid_200", "cifar10valid_valid_12"
+
+
+def nb201_cells(table_path: str, k: int) -> list[tuple[str, float, float]]:
+    """``k`` NB201 cells at evenly spaced quantiles (5 % .. 95 %) of the table's CIFAR-10
+    validation accuracy after 200 epochs (``(arch, acc_200, acc_12)``, the last NB201's own
+    12-epoch validation accuracy)."""
+    from nasi_jax.nb201_table import load_nb201_table
+    t = load_nb201_table(table_path)
+    acc, acc12 = (np.asarray(t.columns[c], np.float64) for c in (VALID_200, VALID_12))
+    ok = np.flatnonzero(np.isfinite(acc))
+    order = ok[np.argsort(acc[ok], kind="stable")]
+    picks = [order[int(round(q * (len(order) - 1)))] for q in np.linspace(0.05, 0.95, k)]
+    return [(t.arch_strs[i], float(acc[i]), float(acc12[i])) for i in picks]
+
+
+def cmd_nb201_check(args) -> dict:
+    from scipy import stats
+    cfg = short_recipe("nb201", layers=args.nb201_layers, epochs=args.epochs)
+    data = train.load_data(cfg, args.data_dir)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = {}
+    for arch, acc, acc12 in nb201_cells(args.benchmark, args.nb201_cells):
+        runs = []
+        for seed in seeds:
+            print(f"[short/nb201] {arch} (table {acc:.2f}), seed {seed}", file=sys.stderr, flush=True)
+            r, _ = run_one(cfg, arch, os.path.join(args.workdir, "nb201", slug(arch), f"seed{seed}"), seed, data,
+                           not args.quiet)
+            runs.append(r)
+        out[arch] = {"table_valid_200": acc, "table_valid_12": acc12, "runs": runs, **_summary(runs)}
+        extra = {}
+        if len(out) > 2:
+            ours = [v["valid_acc_mean"] for v in out.values()]
+            for col in ("table_valid_200", "table_valid_12"):
+                ref = [v[col] for v in out.values()]
+                tau, rho = stats.kendalltau(ref, ours).statistic, stats.spearmanr(ref, ours).statistic
+                # None when undefined (all short-run accuracies equal)
+                extra[col] = {"kendall_tau": float(tau) if np.isfinite(tau) else None,
+                              "spearman_rho": float(rho) if np.isfinite(rho) else None}
+        _write(args, "nb201-check", cfg, seeds, out, nb201_layers=args.nb201_layers, **extra)
+    return out
+
+
+def cmd_table(args) -> str:
+    with open(args.output) as f:
+        res = json.load(f)
+    rows = sorted(res["results"].items(), key=lambda kv: -kv[1]["valid_acc_mean"])
+    test = {}
+    if args.read_test:
+        test = read_test(args, res)
+    head = "| rank | candidate | params (C=16, 8 cells / C=36, 20 cells) | valid acc % (mean ± sd, seeds) |"
+    head += " test acc % |" if test else ""
+    lines = [head, "|---" * (5 if test else 4) + "|"]
+    for i, (name, r) in enumerate(rows, 1):
+        seeds = ", ".join(f"{x['valid_acc']:.2f}" for x in r["runs"])
+        line = (f"| {i} | {name} | {r['params_short_network'] / 1e6:.3f} M / {r['params_c36_20_cells'] / 1e6:.2f} M "
+                f"| {r['valid_acc_mean']:.2f} ± {r['valid_acc_sd']:.2f} ({seeds}) |")
+        lines.append(line + (f" {np.mean(test[name]):.2f} |" if test else ""))
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    write_result(args.output, None, text)
+    figure(rows, test, os.path.splitext(args.output)[0] + ".png")
+    return text
+
+
+def figure(rows, test: dict, path: str) -> None:
+    """Validation accuracy per candidate (dots: seeds; bar: mean), best first; test beside it
+    once read."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from _common import save_figure
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    for i, (name, r) in enumerate(rows):
+        ax.barh(i, r["valid_acc_mean"], color="#9ecae1")
+        ax.plot([x["valid_acc"] for x in r["runs"]], [i] * len(r["runs"]), "o", color="#08519c", ms=4)
+        if test:
+            ax.plot(test[name], [i] * len(test[name]), "x", color="#cb181d", ms=5)
+    ax.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    lo = min(min(x["valid_acc"] for x in r["runs"]) for _, r in rows)
+    ax.set_xlim(max(0.0, lo - 5), None)
+    ax.set_xlabel("accuracy % (bars: validation mean; o: seeds" + ("; x: test)" if test else ")"))
+    ax.set_title("DARTS genotypes, short recipe (C=16, 8 cells, 10 epochs, 10k images)", fontsize=9)
+    save_figure(fig, path)
+
+
+def read_test(args, res) -> dict:
+    """Each finished run's CIFAR-10 test accuracy (the 10 000 test images), reloaded from its
+    workdir; only after the choice on validation accuracy."""
+    cfg = short_recipe(epochs=args.epochs)
+    x, y = load_cifar10_split(args.data_dir, split="test")
+    data = train.load_data(cfg, args.data_dir)
+    out = {}
+    for name, r in res["results"].items():
+        accs = []
+        for run in r["runs"]:
+            _, tr = run_one(cfg, r["genotype"], run["workdir"], run["seed"], data, False)
+            step = train.make_eval_step(cfg, r["genotype"], steps_per_epoch=TRAIN_IMAGES // cfg.batch_size)
+            accs.append(float(train.evaluate(step, tr.state, x, y, cfg.eval_batch_size)[1]))
+        out[name] = accs
+        r["test_acc_per_seed"] = accs
+    write_result(args.output, res)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=("train", "table", "nb201-check"))
+    p.add_argument("--candidate", action="append", help="NAME=SOURCE (repeatable; default: the module's list)")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--nb201-cells", type=int, default=6)
+    p.add_argument("--nb201-layers", type=int, default=2, help="NB201 cells per stage in the check (default 2)")
+    p.add_argument("--workdir", default="runs/darts_short")
+    p.add_argument("--output", default="docs/runs/darts_short_training.json")
+    p.add_argument("--nb201-output", default="docs/runs/darts_short_training_nb201.json")
+    p.add_argument("--read-test", action="store_true", help="table: also the test accuracy (after the choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_data_args(p)
+    args = p.parse_args(argv)
+    args.argv = argv
+    {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check}[args.what](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""experiments/darts_short_training.py at a tiny size: candidates trained and ranked on
+validation accuracy, test accuracy read afterwards, and the NB201 sanity check."""
+
+import json
+
+import pytest
+
+from conftest import data_path, import_experiment
+
+
+@pytest.fixture
+def short(monkeypatch):
+    ds = import_experiment("darts_short_training")
+    monkeypatch.setattr(ds, "SIZE", {"channels": 2, "layers": 2})
+    monkeypatch.setattr(ds, "TRAIN_IMAGES", 32)
+    monkeypatch.setattr(ds, "VALID_IMAGES", 16)
+    monkeypatch.setattr(ds, "RECIPE_OVERRIDES", {"batch_size": 16, "eval_batch_size": 16})
+    return ds
+
+
+def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, capsys):
+    root = str(data_path("cifar10_jpeg").parent)
+    bench = str(data_path("nb201", "nb201_accuracies.csv"))
+    common = ["--epochs", "1", "--seeds", "0", "--workdir", str(tmp_path / "w"), "--data-dir", root,
+              "--benchmark", bench, "--output", str(tmp_path / "s.json"), "--quiet"]
+    assert short.main(["train", "--candidate", "V2=DARTS_V2", "--candidate", "rnd=random:1",
+                       "--candidate", "gone=docs/runs/no_such_file.txt"] + common) == 0
+    assert "gone: skipped" in capsys.readouterr().err
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert set(res["results"]) == {"V2", "rnd"} and res["recipe"]["train_size"] == 32
+    assert res["recipe"]["channels"] == 2 and res["recipe"]["eval_split"] == "valid"
+    v2 = res["results"]["V2"]
+    assert len(v2["runs"]) == 1 and 0 <= v2["valid_acc_mean"] <= 100 and len(v2["runs"][0]["valid_acc_per_epoch"]) == 1
+    assert v2["params_short_network"] > 0
+    assert short.main(["table"] + common) == 0
+    table = capsys.readouterr().out
+    assert "test acc" not in table and table.count("\n") == 4  # header, rule, two candidates
+    assert (tmp_path / "s.png").exists() and (tmp_path / "s.md").read_text() == table
+    assert short.main(["table", "--read-test"] + common) == 0  # reloads the finished runs
+    res = json.loads((tmp_path / "s.json").read_text())
+    acc = res["results"]["V2"]["test_acc_per_seed"]
+    assert len(acc) == 1 and 0 <= acc[0] <= 100 and "test acc" in capsys.readouterr().out
+
+
+def test_short_recipe_nb201_check(short, tmp_path):
+    root = str(data_path("cifar10_jpeg").parent)
+    bench = str(data_path("nb201", "nb201_accuracies.csv"))
+    cells = short.nb201_cells(bench, 3)
+    accs = [a for _, a, _ in cells]
+    assert accs == sorted(accs) and accs[0] < accs[-1]
+    out = tmp_path / "n.json"
+    assert short.main(["nb201-check", "--nb201-cells", "3", "--nb201-layers", "1", "--epochs", "1", "--seeds", "0",
+                       "--workdir", str(tmp_path / "w"), "--data-dir", root, "--benchmark", bench,
+                       "--nb201-output", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["results"]) == [c for c, _, _ in cells]
+    ours = [v["valid_acc_mean"] for v in res["results"].values()]
+    for col in ("table_valid_200", "table_valid_12"):
+        if len(set(ours)) > 1:
+            assert -1 <= res[col]["kendall_tau"] <= 1 and -1 <= res[col]["spearman_rho"] <= 1
+        else:  # one epoch on 32 images may leave every cell at chance: no order to compare
+            assert res[col] == {"kendall_tau": None, "spearman_rho": None}
