@@ -1,6 +1,6 @@
 """Where the DARTS staged search step's time goes, program by program (issue 18, item 4).
 
-    python benchmarks/darts_step_breakdown.py [--batch 64] [--cells 2] [--steps 2]
+    python benchmarks/darts_step_breakdown.py [--batch 64] [--cells 2] [--steps 2] [--output FILE.json]
 
 Runs ``--steps`` staged search steps (:func:`nasi_jax.search.staged.chain_trace_and_grad`,
 the DARTS supernet at C = 16, ``3 * cells + 2`` cells, ``conv_impl='xla-dense'``) with every
@@ -13,8 +13,9 @@ normal and the reduction cells by stride, node sums, concatenations, head).
 
 The first step compiles: its time minus a later step's, per program, is that program's
 compile time (jax compiles each program once per input shape; stages of one kind and shape
-share it). Prints a table per kind and program and, last, one JSON line. Run it with nothing
-else using the CPU.
+share it). Prints a table per kind and program and, last, one JSON line (with ``--output``
+also written there, atomically, with the command, the versions and the peak RSS). Run it with
+nothing else using the CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import collections
 import functools
 import json
 import os
+import resource
 import sys
 import time
 
@@ -33,7 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from nasi_jax import search  # noqa: E402
+from nasi_jax import records, search  # noqa: E402
 from nasi_jax.core import relax  # noqa: E402
 from nasi_jax.search import staged  # noqa: E402
 from nasi_jax.spaces import get_space  # noqa: E402
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--cells", type=int, default=2, help="cells per stage (3N+2 cells; 2 -> 8)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--steps", type=int, default=2, help="steps to run (the first compiles; default 2)")
+    p.add_argument("--output", help="also write the JSON result here")
     args = p.parse_args(argv)
     cfg = search.SearchConfig(space="darts", preset="paper", batch_size=args.batch, cells_per_stage=args.cells,
                               channels=args.channels).validate()
@@ -118,8 +121,13 @@ def main(argv=None) -> int:
     print("\n".join(rows))
     total = sum(sum(v["step_s"].values()) for v in out.values())
     print(f"programs {total:.1f} s of a {walls[-1]:.1f} s step (timed one by one); first step {walls[0]:.1f} s")
-    print(json.dumps({"batch": args.batch, "cells": 3 * args.cells + 2, "step_walls_s": walls,
-                      "programs_sum_s": total, "kinds": out, "jax": jax.__version__}))
+    res = {"batch": args.batch, "cells": 3 * args.cells + 2, "step_walls_s": walls, "programs_sum_s": total,
+           "kinds": out, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    print(json.dumps(res))
+    if args.output:
+        cmd = records.command_line("python benchmarks/darts_step_breakdown.py", sys.argv[1:] if argv is None else argv)
+        records.write_json_atomic(args.output, {"command": cmd, "created": records.now_utc(), **res,
+                                                "versions": records.versions()})
     return 0
 
 

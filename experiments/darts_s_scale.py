@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _common import data_root, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
 
 from nasi_jax import search
 from nasi_jax.core import relax
@@ -114,15 +114,21 @@ def table(res: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return int(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--samples", type=int, default=6, help="steps t = 0..samples-1 of the search (default 6)")
+    p.add_argument("--samples", type=_positive, default=6, help="steps t = 0..samples-1 of the search (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", default=None, help="comma-separated variant names (default: all)")
     p.add_argument("--with-b128", action="store_true", help="also b = 128 (twice the baseline's cost)")
-    p.add_argument("--data-dir", default=os.environ.get("NASI_DATA_DIR"),
-                   help="folder with cifar-10-batches-py/ and nb201/ (default: $NASI_DATA_DIR); needed "
-                        "by the CIFAR-10 variants")
+    p.add_argument("--data-dir", default=data_root(),
+                   help="folder with cifar10_jpeg/ and nb201/cifar-split.txt (default: $NASI_DATA_DIR, else "
+                        "../shared/data); needed by the CIFAR-10 variants")
     p.add_argument("--output", default="docs/runs/darts_s_scale.json")
     args = p.parse_args(argv)
     variants = dict(VARIANTS) | ({"batch: 128": dict(batch_size=128)} if args.with_b128 else {})
@@ -137,10 +143,15 @@ def main(argv=None) -> int:
     if os.path.exists(args.output):
         with open(args.output) as f:
             old = json.load(f)
-        if old.get("setting") == setting:
-            res["variants"] = old["variants"]
+        if old.get("setting") != setting:
+            raise SystemExit(f"{args.output} holds a study with other settings ({old.get('setting')}); "
+                             "pick another --output (or remove it)")
+        res["variants"] = old["variants"]
     data = {}
     for name, change in variants.items():
+        if name in res["variants"] and res["variants"][name]["settings"] != BASE | change:
+            print(f"[s-scale] {name}: its settings changed; measured again", file=sys.stderr)
+            del res["variants"][name]
         if name in res["variants"]:
             print(f"[s-scale] {name}: in {args.output}, skipped", file=sys.stderr)
             continue

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import config_record, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _common import config_record, data_root, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
 
 from nasi_jax import presets, records, search
 from nasi_jax.core import objective
@@ -80,7 +80,7 @@ def s_stats(s, nu: float = 100.0) -> dict:
     """Quantiles of ``s(A_t)`` over the steps and the fraction above a fixed ``nu``."""
     s = np.asarray(s, np.float64)
     q = np.quantile(s, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
-    return {"mean": float(s.mean()), **{f"q{int(p * 100):02d}": float(v) for p, v in
+    return {"mean": float(s.mean()), **{f"q{round(p * 100)}": float(v) for p, v in
                                         zip((0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), q)},
             f"frac_above_{nu:g}": float(np.mean(s > nu))}
 
@@ -132,7 +132,7 @@ def summarize(paths) -> str:
         rule = lambda k: (f"{v[k]['settings']['nu']:.4g}, {v[k]['params_eval_network'] / 1e6:.2f} M"  # noqa: E731
                           if k in v else "-")
         rows.append(f"| {r['config']['data']} | {len(r['s']['history'])} | {st['q50']:.4g} | {st['q25']:.4g}-{st['q75']:.4g} "
-                    f"| {st['q00']:.4g}-{st['q100']:.4g} | {st['frac_above_100']:.0%} | {cell('NASI-FIX')} "
+                    f"| {st['q0']:.4g}-{st['q100']:.4g} | {st['frac_above_100']:.0%} | {cell('NASI-FIX')} "
                     f"| {cell('NASI-ADA')} | {rule('NASI-FIX, q60 rule')} | {rule('NASI-ADA, q65 rule')} "
                     f"| {v['trace-only (mu=0)']['params_eval_network'] / 1e6:.2f} M |")
     return "\n".join(rows) + "\n"
@@ -154,8 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="random", choices=DATA_MODES,
                    help="random (default: Gaussian inputs, random labels), random-labels or real "
                         "(CIFAR-10 images of NB201's 25 000-image train half; needs --data-dir)")
-    p.add_argument("--data-dir", default=os.environ.get("NASI_DATA_DIR"),
-                   help="folder with cifar-10-batches-py/ and nb201/ (default: $NASI_DATA_DIR)")
+    p.add_argument("--data-dir", default=data_root(),
+                   help="folder with cifar10_jpeg/ and nb201/cifar-split.txt, for --data real or random-labels "
+                        "(default: $NASI_DATA_DIR, else ../shared/data)")
     p.add_argument("--output", default="docs/runs/darts_search.json")
     p.add_argument("--history", default="runs/darts_search/history.npz")
     args = p.parse_args(argv)

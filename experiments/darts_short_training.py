@@ -27,9 +27,10 @@ NB201 cells whose accuracies differ by points, it cannot rank DARTS genotypes ei
 
 Every training is a ``nasi train`` run in its own folder under ``--workdir`` (checkpoints
 after every epoch: a stopped command resumes where it stopped); the result files are written
-after every training (atomically). CPU cost: about 20 minutes a DARTS training here (2 cores;
-docs/darts.md), so the default set (10 candidates x 2 seeds) is a background job of hours; a
-GPU makes it cheap.
+after every candidate (atomically), merged into what the file already holds. CPU cost: some
+20-25 minutes a DARTS training here (2 cores; docs/darts.md), so the default set (12
+candidates x 2 seeds) is a background job of hours; a GPU makes it cheap. Relative paths
+(candidates' files, ``--workdir``, ``--output``) are taken from the repository's root.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import sys
 
 import numpy as np
 
-from _common import add_data_args, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _common import REPO, add_data_args, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
 
 from nasi_jax import train
 from nasi_jax.train.recipes import config_dict
@@ -67,21 +68,25 @@ CANDIDATES = (
 
 
 def short_recipe(space: str = "darts", layers: int | None = None, epochs: int = 10) -> train.TrainConfig:
-    """DARTS' recipe at C = 16, 8 cells (NB201: ``layers`` cells per stage), ``epochs`` epochs,
-    10 000 images of NB201's train half, validated on 10 000 of its valid half."""
+    """DARTS' recipe at C = ``SIZE['channels']`` (16) with ``layers`` cells (the space's meaning:
+    DARTS cells in all, default ``SIZE['layers']`` = 8; NB201 cells per stage), ``epochs``
+    epochs, 10 000 images of NB201's train half, validated on 10 000 of its valid half."""
     return train.TrainConfig.recipe("darts", space=space, channels=SIZE["channels"],
-                                    layers=SIZE["layers"] if space == "darts" else layers,
-                                    epochs=epochs, train_split="train", train_size=TRAIN_IMAGES,
+                                    layers=SIZE["layers"] if layers is None else layers, epochs=epochs, train_split="train", train_size=TRAIN_IMAGES,
                                     eval_split="valid", test_size=VALID_IMAGES, **RECIPE_OVERRIDES)
 
 
 def genotype_of(source: str) -> darts.Genotype:
     """A candidate's genotype from ``random:K``, a published name, ``FILE.json#VARIANT`` or a file."""
     if source.startswith("random:"):
-        return darts.random_genotype(int(source.split(":", 1)[1]))
+        k = source.split(":", 1)[1]
+        if not k.isdigit():
+            raise SystemExit(f"candidate source {source!r}: random:K needs a non-negative integer K")
+        return darts.random_genotype(int(k))
     if source in darts.PUBLISHED:
         return darts.parse_genotype(source)
     path, _, variant = source.partition("#")
+    path = os.path.join(REPO, path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist (it is written by experiments/darts_search.py)")
     if variant:
@@ -98,8 +103,9 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def run_one(cfg, arch, workdir: str, seed: int, data, progress: bool) -> dict:
-    """Train (or resume, or just reload) one candidate at one seed; its validation curve."""
+def run_one(cfg, arch, workdir: str, seed: int, data, progress: bool) -> tuple[dict, "train.TrainResult"]:
+    """Train (or resume, or just reload) one candidate at one seed: its validation curve, and
+    :func:`nasi_jax.train.train`'s result."""
     res = train.train(cfg, arch, workdir, seed=seed, data=data, progress=progress,
                       log=lambda s: print(f"  {s}", file=sys.stderr))
     curve = [float(r["valid_acc"]) for r in res.history]
@@ -127,8 +133,8 @@ def candidates_from(args) -> list[tuple[str, str]]:
 def cmd_train(args) -> dict:
     cfg = short_recipe(epochs=args.epochs)
     data = train.load_data(cfg, args.data_dir)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    out = {}
+    seeds = args.seeds
+    out = _existing(args.output, cfg)
     for name, source in candidates_from(args):
         try:
             g = genotype_of(source)
@@ -148,6 +154,17 @@ def cmd_train(args) -> dict:
                      "runs": runs, **_summary(runs)}
         _write(args, "train", cfg, seeds, out)
     return out
+
+
+def _existing(path: str, cfg) -> dict:
+    """The results already in ``path`` when it holds a run of the same recipe, else none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        old = json.load(f)
+    if old.get("recipe") != config_dict(cfg):
+        raise SystemExit(f"{path} holds results of another recipe; pick another --output (or remove it)")
+    return old.get("results", {})
 
 
 def _write(args, what: str, cfg, seeds, results: dict, **extra) -> None:
@@ -178,7 +195,7 @@ def cmd_nb201_check(args) -> dict:
     from scipy import stats
     cfg = short_recipe("nb201", layers=args.nb201_layers, epochs=args.epochs)
     data = train.load_data(cfg, args.data_dir)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     out = {}
     for arch, acc, acc12 in nb201_cells(args.benchmark, args.nb201_cells):
         runs = []
@@ -202,8 +219,12 @@ def cmd_nb201_check(args) -> dict:
 
 
 def cmd_table(args) -> str:
+    if not os.path.exists(args.output):
+        raise SystemExit(f"{args.output} does not exist: run the 'train' step first")
     with open(args.output) as f:
         res = json.load(f)
+    if res.get("what") != "train" or not res.get("results"):
+        raise SystemExit(f"{args.output} holds no trained candidates (the 'train' step writes them)")
     rows = sorted(res["results"].items(), key=lambda kv: -kv[1]["valid_acc_mean"])
     test = {}
     if args.read_test:
@@ -248,13 +269,17 @@ def figure(rows, test: dict, path: str) -> None:
 def read_test(args, res) -> dict:
     """Each finished run's CIFAR-10 test accuracy (the 10 000 test images), reloaded from its
     workdir; only after the choice on validation accuracy."""
-    cfg = short_recipe(epochs=args.epochs)
+    cfg = train.TrainConfig(**res["recipe"]).validate()
+    unfinished = [run["workdir"] for r in res["results"].values() for run in r["runs"]
+                  if not os.path.exists(os.path.join(run["workdir"], "result.json"))]
+    if unfinished:
+        raise SystemExit(f"--read-test reads finished runs only; not finished: {unfinished}")
     x, y = load_cifar10_split(args.data_dir, split="test")
     data = train.load_data(cfg, args.data_dir)
     out = {}
     for name, r in res["results"].items():
         accs = []
-        for run in r["runs"]:
+        for run in r["runs"]:  # finished: train() restores the last checkpoint, trains nothing
             _, tr = run_one(cfg, r["genotype"], run["workdir"], run["seed"], data, False)
             step = train.make_eval_step(cfg, r["genotype"], steps_per_epoch=TRAIN_IMAGES // cfg.batch_size)
             accs.append(float(train.evaluate(step, tr.state, x, y, cfg.eval_batch_size)[1]))
@@ -264,11 +289,21 @@ def read_test(args, res) -> dict:
     return out
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected non-negative seeds")
+    return seeds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("what", choices=("train", "table", "nb201-check"))
     p.add_argument("--candidate", action="append", help="NAME=SOURCE (repeatable; default: the module's list)")
-    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--seeds", default="0,1", type=_seeds, help="comma-separated seeds (default 0,1)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--nb201-cells", type=int, default=6)
     p.add_argument("--nb201-layers", type=int, default=2, help="NB201 cells per stage in the check (default 2)")
@@ -280,6 +315,8 @@ def main(argv=None) -> int:
     add_data_args(p)
     args = p.parse_args(argv)
     args.argv = argv
+    for k in ("workdir", "output", "nb201_output"):
+        setattr(args, k, os.path.join(REPO, getattr(args, k)))
     {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check}[args.what](args)
     return 0
 

@@ -2,10 +2,13 @@
 validation accuracy, test accuracy read afterwards, and the NB201 sanity check."""
 
 import json
+import pathlib
 
 import pytest
 
 from conftest import data_path, import_experiment
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -29,9 +32,13 @@ def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, cap
     res = json.loads((tmp_path / "s.json").read_text())
     assert set(res["results"]) == {"V2", "rnd"} and res["recipe"]["train_size"] == 32
     assert res["recipe"]["channels"] == 2 and res["recipe"]["eval_split"] == "valid"
+    assert short.main(["train", "--candidate", "rnd=random:1"] + common) == 0  # finished: merged, not retrained
+    assert set(json.loads((tmp_path / "s.json").read_text())["results"]) == {"V2", "rnd"}
     v2 = res["results"]["V2"]
     assert len(v2["runs"]) == 1 and 0 <= v2["valid_acc_mean"] <= 100 and len(v2["runs"][0]["valid_acc_per_epoch"]) == 1
     assert v2["params_short_network"] > 0
+    with pytest.raises(SystemExit, match="run the 'train' step first"):
+        short.main(["table"] + common[:-3] + ["--output", str(tmp_path / "none.json"), "--quiet"])
     assert short.main(["table"] + common) == 0
     table = capsys.readouterr().out
     assert "test acc" not in table and table.count("\n") == 4  # header, rule, two candidates
@@ -40,6 +47,21 @@ def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, cap
     res = json.loads((tmp_path / "s.json").read_text())
     acc = res["results"]["V2"]["test_acc_per_seed"]
     assert len(acc) == 1 and 0 <= acc[0] <= 100 and "test acc" in capsys.readouterr().out
+
+
+def test_random_genotypes_are_valid_and_the_sources_parse(short):
+    from nasi_jax.spaces import darts
+    gs = [darts.random_genotype(k) for k in range(20)]
+    for g in gs:
+        assert darts.check_genotype(g) == g
+    assert len({str(g) for g in gs}) == 20
+    assert short.genotype_of("random:3") == gs[3] and short.genotype_of("DARTS_V2") == darts.DARTS_V2
+    assert short.genotype_of("docs/runs/darts_search.json#trace-only (mu=0)") == darts.parse_genotype(
+        json.loads((REPO / "docs/runs/darts_search.json").read_text())["variants"]["trace-only (mu=0)"]["genotype"])
+    with pytest.raises(SystemExit, match="non-negative integer"):
+        short.genotype_of("random:x")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        short.genotype_of("docs/runs/nothing_here.txt")
 
 
 def test_short_recipe_nb201_check(short, tmp_path):

@@ -286,6 +286,10 @@ def test_small_training_set_errors(darts_cfg, tiny_data, tmp_path):
                     data=(x[:8], y[:8], xt, yt), progress=False)
     with pytest.raises(train.TrainError, match="space 'darts' but the architecture is an NB201 cell"):
         train.train(darts_cfg, RESNET, tmp_path, data=tiny_data, progress=False)
+    fresh = tmp_path / "never_made"
+    with pytest.raises(train.TrainError, match=r"training labels must lie in \[0, 10\) for cifar10, got 0..99"):
+        train.train(darts_cfg, "DARTS_V2", fresh, data=(x, np.where(y == y[0], 99, y), xt, yt), progress=False)
+    assert not fresh.exists()  # refused before any folder was made
 
 
 def test_nb201_recipe_trains(tiny_data, tmp_path):

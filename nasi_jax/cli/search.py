@@ -106,6 +106,9 @@ def search_config(args):
     return cfg, exe
 
 
+_QS = (0, 10, 25, 50, 75, 90, 100)  # percentiles of s recorded per seed
+
+
 def _seed_row(space, res, k, table):
     """One seed's result: the cell, what the space reports of it, its history, its benchmark."""
     from nasi_jax import nb201_table
@@ -114,8 +117,7 @@ def _seed_row(space, res, k, table):
     row = {"seed": seed, "arch": arch, "ops": ops.tolist()} | space.describe(ops)
     row |= {"alpha_star": res.alpha_star[k].round(6).tolist(),
             "mean_trace_estimate": float(h["s"].mean()),
-            "trace_estimate_quantiles": {f"q{q}": float(v) for q, v in
-                                         zip((0, 10, 25, 50, 75, 90, 100), np.percentile(h["s"], (0, 10, 25, 50, 75, 90, 100)))},
+            "trace_estimate_quantiles": {f"q{q}": float(v) for q, v in zip(_QS, np.percentile(h["s"], _QS))},
             "penalty_active_frac": float(np.mean(h["s"] > h["nu"])),
             "history": {name: [float(v) for v in vals] for name, vals in h.items()}}
     if table is not None:

@@ -186,7 +186,19 @@ def _forward_and_v(sts, params, x, y, A):
 def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array) -> jax.Array:
     """``s = ||grad_theta L||^2`` (eq. 12) alone, stage by stage: the forward pass and one
     reverse pass, about a third of :func:`chain_trace_and_grad`'s work (no ``grad_A``). The
-    same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs)."""
+    same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs). Arguments as
+    :func:`chain_trace_and_grad`'s; returns a scalar of the loss's dtype.
+
+    Example (the toy chain of the module docstring):
+        >>> import jax.numpy as jnp
+        >>> from nasi_jax.core import ntk
+        >>> sts = [Stage("lin", ("w",), lambda p, x, A, y: jnp.tanh(A[0, 0] * x @ p["w"])),
+        ...        Stage("head", ("out",), lambda p, h, A, y: ntk.cross_entropy(h @ p["out"], y))]
+        >>> params = {"w": jnp.ones((3, 4)) / 3, "out": jnp.eye(4)[:, :2]}
+        >>> x, y, A = jnp.ones((2, 3)), jnp.array([0, 1]), jnp.ones((1, 1))
+        >>> bool(chain_trace(sts, params, x, y, A) == chain_trace_and_grad(sts, params, x, y, A)[0])
+        True
+    """
     vs = _forward_and_v(sts, params, x, y, A)[4]
     return sum(ntk.tree_sq_norm(v) for v in vs)
 

@@ -65,6 +65,10 @@ def _given_data(cfg: TrainConfig, data):
     if x_train.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or x_eval.shape[1:] != x_train.shape[1:]:
         raise TrainError(f"images must be [N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3], got {x_train.shape} "
                          f"and {x_eval.shape}")
+    for name, y in (("training", y_train), ("evaluation", y_eval)):
+        if y.size and (y.min() < 0 or y.max() >= cfg.num_classes):
+            raise TrainError(f"{name} labels must lie in [0, {cfg.num_classes}) for {cfg.dataset}, got "
+                             f"{int(y.min())}..{int(y.max())}: pass the dataset's labels, or set dataset")
     return (x_train.astype(np.float32), y_train.astype(np.int32), x_eval.astype(np.float32),
             y_eval.astype(np.int32))
 
@@ -366,8 +370,8 @@ def train(cfg: TrainConfig, arch: Architecture | str, workdir: str | os.PathLike
     if data is None:
         _check_data_source(cfg, data_dir, data_source)
     workdir, existing = _check_workdir(workdir, resume=resume)
+    arrays = _run_data(cfg, data, data_dir, data_source, split_file)  # before any folder is made
     os.makedirs(workdir, exist_ok=True)
-    arrays = _run_data(cfg, data, data_dir, data_source, split_file)
     n_train, n_eval = int(arrays[0].shape[0]), int(arrays[2].shape[0])
     spe = n_train // cfg.batch_size
     init_fn, train_step, eval_step = programs(cfg, arch, spe)
