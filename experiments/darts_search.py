@@ -79,9 +79,8 @@ def history_tag(cfg: search.SearchConfig, execution: search.Execution) -> str:
 def s_stats(s, nu: float = 100.0) -> dict:
     """Quantiles of ``s(A_t)`` over the steps and the fraction above a fixed ``nu``."""
     s = np.asarray(s, np.float64)
-    q = np.quantile(s, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
-    return {"mean": float(s.mean()), **{f"q{round(p * 100)}": float(v) for p, v in
-                                        zip((0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), q)},
+    ps = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+    return {"mean": float(s.mean()), **{f"q{round(p * 100)}": float(v) for p, v in zip(ps, np.quantile(s, ps))},
             f"frac_above_{nu:g}": float(np.mean(s > nu))}
 
 

@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from _common import REPO, add_data_args, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _common import REPO, add_data_args, run_record, save_figure, write_result  # noqa: E402  (experiments/ is on sys.path)
 
 from nasi_jax import train
 from nasi_jax.train.recipes import config_dict
@@ -250,7 +250,6 @@ def figure(rows, test: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from _common import save_figure
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     for i, (name, r) in enumerate(rows):
         ax.barh(i, r["valid_acc_mean"], color="#9ecae1")
