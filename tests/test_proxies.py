@@ -238,7 +238,8 @@ def test_relu_codes_need_float_arch_weights():
 def test_signs_and_papers():
     assert list(score.PROXIES) == [n for n, _, _ in proxies.describe()]
     assert {"nasi", "ntk_trace", "nasi_objective", "grad_norm", "snip", "grasp", "synflow",
-            "jacob_cov", "naswot", "te_nas_cond", "params", "flops"} == set(score.PROXIES)
+            "jacob_cov", "naswot", "te_nas_cond", "zico", "meco", "swap", "az_expressivity",
+            "az_progressivity", "az_trainability", "params", "flops"} == set(score.PROXIES)
     for name, s, desc in proxies.describe():
         assert s in (1, -1) and proxies.sign(name) == s
         assert re.search(r"\b(19|20)\d\d\b", desc) and re.search(r"et al\.|&", desc), desc

@@ -38,7 +38,8 @@ def add_parser(sub):
     c.add_argument("--split-file", help="NB201 cifar-split.txt (default: looked up beside the data)")
     c.add_argument("--benchmark", help="NB201 accuracy table: the index column is then the NB201 "
                    "index and 'all' follows its order (else the index is the cell code)")
-    c.add_argument("--init", dest="init_scheme", choices=("pytorch", "flax"), default=ScoreConfig.init_scheme)
+    c.add_argument("--init", dest="init_scheme", choices=("pytorch", "flax", "kaiming"),
+                   default=ScoreConfig.init_scheme, help="weight initialisation (kaiming: AZ-NAS's N(0, 2/fan_in))")
     c.add_argument("--bn-mode", choices=("train", "eval"), default=ScoreConfig.bn_mode)
     c.add_argument("--channels", type=positive_int("--channels"), default=ScoreConfig.channels)
     c.add_argument("--cells-per-stage", type=positive_int("--cells-per-stage"),

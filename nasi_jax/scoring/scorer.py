@@ -24,6 +24,13 @@ function with its paper and maths; sign +1: larger is better, -1: smaller is bet
 * ``naswot`` (+1): ``log|det K_H|`` of the ReLU code kernel (through the float one-hot
   supernet path, which sows the codes; the forward equals the discrete network's);
 * ``te_nas_cond`` (-1): condition number of the per-example NTK ``J J^T``;
+* ``zico`` (+1): ZiCo, gradient mean over standard deviation across two half-batches;
+* ``meco`` (+1), ``swap`` (+1): MeCo's least eigenvalues of one example's channel
+  correlations, SWAP's distinct sample-wise ReLU patterns (forward only, through the float
+  one-hot supernet path, which sows every layer's output with its op's weight);
+* ``az_expressivity``, ``az_progressivity``, ``az_trainability`` (+1): AZ-NAS's scores of
+  the block outputs (stem, every cell and reduction) and of each block's own Jacobian
+  (Rademacher probes from the scoring seed); its fourth, complexity, is ``flops``;
 * ``params`` (+1), ``flops`` (+1): the discrete network's parameters and multiply-accumulates
   (a lookup per op; no network is run).
 
@@ -64,6 +71,7 @@ from nasi_jax.scoring import proxies
 from nasi_jax.scoring.cells import ScoreError, cells_digest, meta_path, parse_cells, read_scores
 from nasi_jax.search.config import NonFiniteScoreError
 from nasi_jax.spaces import get_space, names
+from nasi_jax.spaces._init import INIT_SCHEMES
 
 __all__ = ["PROXIES", "Proxy", "ScoreConfig", "ScoreError", "TRACE_COUNT", "make_score_fn",
            "init_scoring", "score_cells", "parse_cells", "read_scores", "clear_cache"]
@@ -85,7 +93,8 @@ class ScoreConfig:
         data: ``random`` | ``random-labels`` | ``real`` (:mod:`nasi_jax.data`).
         channels, cells_per_stage, num_classes, image_size: network size (NB201: 16, 5, 10, 32).
             The defaults are those of NB201's benchmark network.
-        init_scheme: ``pytorch`` or ``flax``.
+        init_scheme: ``pytorch``, ``flax`` or ``kaiming`` (:mod:`nasi_jax.spaces._init`; AZ-NAS
+            re-initialises with ``kaiming``).
         bn_mode: ``train`` (batch statistics) or ``eval``.
         conv_impl: ``auto`` (the space's choice for convolutions inside ``lax.switch``:
             NB201 ``loop-safe`` on CPU, ``xla`` elsewhere), ``xla`` or ``loop-safe``.
@@ -130,8 +139,8 @@ class ScoreConfig:
             raise ScoreError(f"data must be one of {data_lib.DATA_MODES}, got {self.data!r}")
         if self.bn_mode not in ("train", "eval"):
             raise ScoreError(f"bn_mode must be 'train' or 'eval', got {self.bn_mode!r}")
-        if self.init_scheme not in ("pytorch", "flax"):
-            raise ScoreError(f"init_scheme must be 'pytorch' or 'flax', got {self.init_scheme!r}")
+        if self.init_scheme not in INIT_SCHEMES:
+            raise ScoreError(f"init_scheme must be one of {INIT_SCHEMES}, got {self.init_scheme!r}")
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise ScoreError(f"chunk_size must be a positive integer, got {self.chunk_size}")
         if self.conv_impl != "auto":
@@ -145,6 +154,10 @@ class ScoreConfig:
                 raise ScoreError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {v!r}")
         if self.data != "random" and self.image_size != data_lib.IMAGE_SHAPE[0]:
             raise ScoreError(f"CIFAR-10 images are 32x32: image_size must be 32 with data={self.data!r}")
+        check = PROXIES[self.proxy].check
+        problem = check(self) if check is not None else None
+        if problem:
+            raise ScoreError(problem)
         return self
 
 
@@ -157,10 +170,11 @@ def _network(cfg: ScoreConfig, conv_impl: str | None = None):
 
 
 def make_score_fn(cfg: ScoreConfig) -> Callable:
-    """Pure ``score(params, batch_stats, x, y, ops) -> scalar`` (``ops``: int ``alpha_shape[:-1]``).
+    """Pure ``score(params, batch_stats, x, y, key, ops) -> scalar`` (``ops``: int
+    ``alpha_shape[:-1]``).
 
-    ``params``/``batch_stats`` are the supernet's (:func:`init_scoring`); one trace serves
-    every cell, since ``ops`` is an array input.
+    ``params``/``batch_stats`` are the supernet's and ``key`` the probes' PRNG key
+    (:func:`init_scoring`); one trace serves every cell, since ``ops`` is an array input.
     """
     cfg.validate()
     net = _network(cfg)
@@ -170,8 +184,9 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
                 image_size=cfg.image_size)
     train = cfg.bn_mode == "train"
 
-    def score(params, batch_stats, x, y, ops):
+    def score(params, batch_stats, x, y, key, ops):
         TRACE_COUNT["score"] += 1
+        extra = ["batch_stats"] if train else []
 
         def f(p, x_):
             v = {"params": p, "batch_stats": batch_stats}
@@ -196,7 +211,28 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
         def count(kind):
             return space.cost(kind, **size)(ops)
 
-        return proxy.fn(proxies.Network(f, f_eval, relu_kernel, count), params, x, y, cfg)
+        def probes(p, x_):
+            # the float one-hot path sows every layer's output with its op's weight (0 for
+            # the ops the cell does not use)
+            if space.probes is None:
+                raise ScoreError(f"space {space.name!r} sows no layer outputs: {cfg.proxy} is unavailable")
+            w = jax.nn.one_hot(ops, space.alpha_shape[-1], dtype=jnp.dtype(cfg.dtype))
+            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, w, train=train,
+                                 mutable=[space.probes] + extra)
+            return proxies.collect_probes(state[space.probes])
+
+        def blocks(p, x_, taps=None):
+            if space.blocks is None:
+                raise ScoreError(f"space {space.name!r} sows no block outputs: {cfg.proxy} is unavailable")
+            v = {"params": p, "batch_stats": batch_stats}
+            if taps is not None:
+                v[space.block_taps] = {f"in{i:03d}": t for i, t in enumerate(taps)}
+            _, state = net.apply(v, x_, ops, train=train, mutable=[space.blocks] + extra)
+            d = state[space.blocks]
+            return [d[k][0] for k in sorted(d)]
+
+        network = proxies.Network(f, f_eval, relu_kernel, count, probes, blocks, key)
+        return proxy.fn(network, params, x, y, cfg)
 
     return score
 
@@ -213,10 +249,12 @@ class ScoringInputs(NamedTuple):
     batch_stats: Any
     x: jax.Array
     y: jax.Array
+    key: jax.Array  # the proxies' random probes (AZ-NAS's Rademacher vectors)
 
 
 def init_scoring(cfg: ScoreConfig, seed: int, *, images=None, labels=None) -> ScoringInputs:
-    """``theta_0`` of the supernet and the one batch, both from ``PRNGKey(seed)``."""
+    """``theta_0`` of the supernet, the one batch and the probes' key, from ``PRNGKey(seed)``
+    (``init_key, data_key = split(PRNGKey(seed))``; the probes' key is ``fold_in(data_key, 1)``)."""
     cfg.validate()
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = _init_fn(_network(cfg, "xla"), cfg.image_size, get_space(cfg.space).alpha_shape,
@@ -235,7 +273,7 @@ def init_scoring(cfg: ScoreConfig, seed: int, *, images=None, labels=None) -> Sc
                                  labels=labels if cfg.data == "real" else None,
                                  num_classes=cfg.num_classes,
                                  image_shape=(cfg.image_size, cfg.image_size, 3), dtype=dt)
-    return ScoringInputs(variables["params"], variables["batch_stats"], x, y)
+    return ScoringInputs(variables["params"], variables["batch_stats"], x, y, jax.random.fold_in(data_key, 1))
 
 
 def _default_workers() -> int:
@@ -265,12 +303,12 @@ def _compile_scorer(cfg: ScoreConfig, inputs: ScoringInputs, devices):
     score = make_score_fn(cfg)
     ops0 = jnp.zeros((len(devices), *get_space(cfg.space).alpha_shape[:-1]), jnp.int32)
     if len(devices) == 1:
-        fn = jax.jit(lambda p, bs, x, y, ops: score(p, bs, x, y, ops[0])[None])
+        fn = jax.jit(lambda p, bs, x, y, k, ops: score(p, bs, x, y, k, ops[0])[None])
         return fn.lower(*inputs, ops0).compile(), None
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     mesh = Mesh(np.asarray(devices), ("cells",))
-    body = jax.shard_map(lambda p, bs, x, y, ops: score(p, bs, x, y, ops[0])[None], mesh=mesh,
-                         in_specs=(P(), P(), P(), P(), P("cells")), out_specs=P("cells"),
+    body = jax.shard_map(lambda p, bs, x, y, k, ops: score(p, bs, x, y, k, ops[0])[None], mesh=mesh,
+                         in_specs=(P(), P(), P(), P(), P(), P("cells")), out_specs=P("cells"),
                          check_vma=False)
     fn = jax.jit(body)
     sharding = NamedSharding(mesh, P("cells"))

@@ -2,7 +2,9 @@
 
 ``pytorch``: PyTorch's default for Conv/Linear, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
 (``kaiming_uniform(a=sqrt(5))``), the scale the paper's ceilings nu assume; ``flax``:
-lecun normal.
+lecun normal; ``kaiming``: He et al.'s normal ``N(0, 2/fan_in)`` with zero biases (PyTorch's
+``kaiming_normal_(mode='fan_in', nonlinearity='relu')``, the re-initialisation of AZ-NAS and
+VKDNW's scoring).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 
 from nasi_jax.core import conv as _conv
 
-INIT_SCHEMES = ("pytorch", "flax")
+INIT_SCHEMES = ("pytorch", "flax", "kaiming")
 
 
 def torch_uniform(fan_in: int):
@@ -34,7 +36,10 @@ def kernel_init(init: str):
         return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
     if init == "flax":
         return nn.initializers.lecun_normal()
-    raise ValueError(f"unknown init {init!r}; choose 'pytorch' (the paper's scale) or 'flax'")
+    if init == "kaiming":  # untruncated, as torch.nn.init.kaiming_normal_
+        return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+    raise ValueError(f"unknown init {init!r}; choose one of {INIT_SCHEMES} "
+                     "('pytorch' is the paper's scale)")
 
 
 def conv_fn(conv_impl: str):

@@ -84,6 +84,15 @@ class Space(abc.ABC):
         scorable: whether :mod:`nasi_jax.scoring` can score its discrete architectures.
         relu_codes: the Flax collection into which the scoring network sows NASWOT's ReLU
             code kernels (None: the space does not; ``naswot`` is then unavailable).
+        probes: the collection into which the network, given float one-hot architecture
+            weights, sows its layers' outputs ``{"x", "w"}`` under ``relu`` / ``layer`` (the
+            op's weight ``w``: 0 for ops a cell does not use); None: ``meco``/``swap``
+            are unavailable.
+        blocks: the collection into which it sows its blocks' outputs ``f_0`` (stem),
+            ``f_1, ...`` (names sort in order), and ``block_taps``: the collection whose
+            variables ``in{i:03d}`` make block ``i+1`` see ``stop_gradient(f_i) + tap``
+            (:func:`nasi_jax.scoring.proxies.block_vjps`); None: the AZ-NAS scores are
+            unavailable.
         benchmark: the accuracy table ``--benchmark`` reads for this space (``nb201``:
             :mod:`nasi_jax.nb201_table`), or None.
     """
@@ -95,6 +104,9 @@ class Space(abc.ABC):
     example: str = ""
     scorable: bool = False
     relu_codes: str | None = None
+    probes: str | None = None
+    blocks: str | None = None
+    block_taps: str | None = None
     benchmark: str | None = None
 
     def __repr__(self) -> str:

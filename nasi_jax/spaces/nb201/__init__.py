@@ -39,6 +39,10 @@ network runs sows the binary-code kernel of its input (:func:`relu_code_kernel`,
 ``K_H`` term), scaled by its edge's architecture weight inside a cell (so with one-hot
 weights the ops a cell does not use add 0) and by 1 elsewhere; their sum is NASWOT's
 kernel (:func:`nasi_jax.scoring.proxies.naswot`). When it is not mutable nothing is computed.
+Likewise :data:`PROBES` collects every layer's output with its op's weight (MeCo, SWAP),
+:data:`BLOCKS` the outputs of the stem and of every cell and reduction block (AZ-NAS), and
+variables ``in{i:03d}`` of :data:`BLOCK_TAPS` cut the gradient between blocks (block ``i+1``
+sees ``stop_gradient(f_i) + tap``).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -58,13 +62,14 @@ from nasi_jax.spaces.nb201.codec import (EDGES, EXAMPLE_ARCH, NUM_ARCHS, NUM_EDG
                                          code_to_ops, is_degenerate, one_hot, ops_to_code,
                                          parse_arch)
 from nasi_jax.spaces.nb201.cost import count_flops, count_jit, count_params
-from nasi_jax.spaces.nb201.networks import (RELU_CODES, Cell, Edge, NB201Network, ReLUConvBN,
-                                            ResBlock, relu_code_kernel)
+from nasi_jax.spaces.nb201.networks import (BLOCK_TAPS, BLOCKS, PROBES, RELU_CODES, Cell, Edge,
+                                            NB201Network, ReLUConvBN, ResBlock, relu_code_kernel)
 from nasi_jax.spaces.nb201.space import SPACE, NB201Space
 
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_ARCHS", "ArchError",
     "parse_arch", "arch_to_str", "ops_to_code", "code_to_ops", "all_arch_strs", "one_hot",
     "is_degenerate", "NB201Network", "count_params", "count_flops", "count_jit", "RELU_CODES",
+    "PROBES", "BLOCKS", "BLOCK_TAPS",
     "relu_code_kernel", "NB201Space", "SPACE",
 ]

@@ -19,6 +19,35 @@ from nasi_jax.spaces._init import conv_fn, kernel_init, torch_uniform
 from nasi_jax.spaces.nb201.codec import _NODES_IN, NUM_EDGES, NUM_OPS, OPS, ArchError, _check_ops
 
 RELU_CODES = "relu_codes"
+BLOCKS = "blocks"          # sown block outputs f_0 (stem), f_1 ... (each cell and reduction)
+BLOCK_TAPS = "block_taps"  # given: block i+1's input is stop_gradient(f_i) + tap_i
+PROBES = "probes"          # sown layer outputs (with their op weight) for forward-only proxies
+
+
+def _probe(mdl: nn.Module, kind: str, x, weight=None):
+    """Sow ``{"x": x, "w": weight}`` under ``kind`` (``relu``: a ReLU's output; ``layer``:
+    any other layer's output) into ``probes`` when that collection is mutable; ``weight``
+    is the op's architecture weight inside a cell (1 elsewhere)."""
+    if mdl.is_mutable_collection(PROBES):
+        w = jnp.ones((), x.dtype) if weight is None else jnp.asarray(weight).astype(x.dtype)
+        mdl.sow(PROBES, kind, {"x": x, "w": w})
+    return x
+
+
+def _block_out(mdl: nn.Module, i: int, x):
+    """Sow block ``i``'s output into ``blocks`` when mutable (names sort in block order)."""
+    if mdl.is_mutable_collection(BLOCKS):
+        mdl.sow(BLOCKS, f"f{i:03d}", x)
+    return x
+
+
+def _block_in(mdl: nn.Module, i: int, x):
+    """Block ``i + 1``'s input: ``stop_gradient(f_i) + tap_i`` when ``block_taps`` holds
+    ``in{i}`` (the gradient w.r.t. the tap is then block ``i + 1``'s own VJP), else ``f_i``."""
+    name = f"in{i:03d}"
+    if mdl.has_variable(BLOCK_TAPS, name):
+        return jax.lax.stop_gradient(x) + mdl.get_variable(BLOCK_TAPS, name)
+    return x
 
 
 def relu_code_kernel(z: jax.Array) -> jax.Array:
@@ -44,7 +73,7 @@ def _relu(mdl: nn.Module, x, weight=None):
     if mdl.is_mutable_collection(RELU_CODES):
         k = relu_code_kernel(x)
         mdl.sow(RELU_CODES, "kernel", k if weight is None else k * jnp.asarray(weight).astype(k.dtype))
-    return nn.relu(x)
+    return _probe(mdl, "relu", nn.relu(x), weight)
 
 
 class ReLUConvBN(nn.Module):
@@ -68,7 +97,8 @@ class ReLUConvBN(nn.Module):
                     padding=((p, p), (p, p)), use_bias=False, kernel_init=kernel_init(self.init_scheme),
                     dtype=self.dtype, param_dtype=self.dtype,
                     conv_general_dilated=conv_fn(self.conv_impl))(x)
-        return _bn(x, train, self.dtype)
+        _probe(self, "layer", x, code_weight)
+        return _probe(self, "layer", _bn(x, train, self.dtype), code_weight)
 
 
 def _bn(x, train: bool, dtype):
@@ -121,13 +151,13 @@ class Edge(nn.Module):
         if name == "none":
             return jnp.zeros_like(x)
         if name == "skip_connect":
-            return x
+            return _probe(mdl, "layer", x, code_weight)
         if name in ("nor_conv_1x1", "nor_conv_3x3"):
             return ReLUConvBN(self.features, 1 if name == "nor_conv_1x1" else 3,
                               init_scheme=self.init_scheme, dtype=self.dtype,
                               conv_impl=self.conv_impl, parent=mdl, name=name)(x, train, code_weight)
         if name == "avg_pool_3x3":
-            return _avg_pool_3x3(x)
+            return _probe(mdl, "layer", _avg_pool_3x3(x), code_weight)
         raise AssertionError(name)
 
     @nn.compact
@@ -138,9 +168,10 @@ class Edge(nn.Module):
             if self.is_initializing():
                 raise ArchError("initialise with arch_weights [6, 5] (the supernet creates every "
                                 "op's weights); op indices only select among them")
-            if self.is_mutable_collection(RELU_CODES):
-                raise ArchError("relu_codes needs float arch_weights (e.g. nb201.one_hot(ops)) or "
-                                "a fixed network, not integer op indices")
+            for col in (RELU_CODES, PROBES):
+                if self.is_mutable_collection(col):
+                    raise ArchError(f"{col} needs float arch_weights (e.g. nb201.one_hot(ops)) or "
+                                    "a fixed network, not integer op indices")
             branches = [functools.partial(self._op, k=k, train=train) for k in range(NUM_OPS)]
             return nn.switch(jnp.asarray(weights), branches, self, x)
         # 'none' is the zero op: weights[0] * 0 adds nothing, so it is skipped.
@@ -175,7 +206,7 @@ class Cell(nn.Module):
                     total = y if total is None else total + y
                 e += 1
             nodes.append(jnp.zeros_like(x) if total is None else total)
-        return nodes[3]
+        return _probe(self, "layer", nodes[3])
 
 
 class ResBlock(nn.Module):
@@ -190,11 +221,12 @@ class ResBlock(nn.Module):
     def __call__(self, x, train: bool):
         y = ReLUConvBN(self.features, 3, 2, self.init_scheme, self.dtype, self.conv_impl, name="conv_a")(x, train)
         y = ReLUConvBN(self.features, 3, 1, self.init_scheme, self.dtype, self.conv_impl, name="conv_b")(y, train)
-        s = nn.avg_pool(x, (2, 2), (2, 2))
-        s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=kernel_init(self.init_scheme),
-                    dtype=self.dtype, param_dtype=self.dtype, name="shortcut",
-                    conv_general_dilated=conv_fn(self.conv_impl))(s)
-        return s + y
+        s = _probe(self, "layer", nn.avg_pool(x, (2, 2), (2, 2)))
+        s = _probe(self, "layer", nn.Conv(self.features, (1, 1), use_bias=False,
+                                          kernel_init=kernel_init(self.init_scheme), dtype=self.dtype,
+                                          param_dtype=self.dtype, name="shortcut",
+                                          conv_general_dilated=conv_fn(self.conv_impl))(s))
+        return _probe(self, "layer", s + y)
 
 
 class NB201Network(nn.Module):
@@ -246,30 +278,39 @@ class NB201Network(nn.Module):
         else:
             _check_ops(self.fixed)
         C = self.channels
-        x = stem(x, C, train, self.init_scheme, self.dtype, self.conv_impl)
+        x = _block_out(self, 0, stem(x, C, train, self.init_scheme, self.dtype, self.conv_impl, self))
+        i = 0
         for stage, width in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
-                x = ResBlock(width, self.init_scheme, self.dtype, self.conv_impl, name=f"reduce_{stage}")(x, train)
+                x = ResBlock(width, self.init_scheme, self.dtype, self.conv_impl, name=f"reduce_{stage}")(
+                    _block_in(self, i, x), train)
+                i += 1
+                x = _block_out(self, i, x)
             for n in range(self.cells_per_stage):
                 x = Cell(width, self.fixed, self.init_scheme, self.dtype, self.conv_impl,
                          name=f"cell_{stage}_{n}")(
-                    x, arch_weights, train)
+                    _block_in(self, i, x), arch_weights, train)
+                i += 1
+                x = _block_out(self, i, x)
         return head(self, x, self.num_classes, train, self.init_scheme, self.dtype)
 
 
-def stem(x, channels: int, train: bool, init_scheme: str, dtype, conv_impl: str):
+def stem(x, channels: int, train: bool, init_scheme: str, dtype, conv_impl: str, mdl=None):
     """The stem, inside a compact module: ``BN(conv3x3(x))`` -> ``[B, H, W, C]`` (submodules
-    ``stem_conv`` and the module's next ``BatchNorm_i``)."""
+    ``stem_conv`` and the module's next ``BatchNorm_i``); ``mdl`` (the module) sows probes."""
     x = nn.Conv(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=kernel_init(init_scheme),
                 dtype=dtype, param_dtype=dtype, name="stem_conv", conv_general_dilated=conv_fn(conv_impl))(
         x.astype(dtype))
-    return _bn(x, train, dtype)
+    if mdl is not None:
+        _probe(mdl, "layer", x)
+    x = _bn(x, train, dtype)
+    return x if mdl is None else _probe(mdl, "layer", x)
 
 
 def head(mdl: nn.Module, x, num_classes: int, train: bool, init_scheme: str, dtype):
     """The head, inside ``mdl``'s compact method: ``linear(mean_{H,W} relu(BN(x)))`` -> logits
     ``[B, K]`` (submodules: the module's next ``BatchNorm_i`` and ``classifier``)."""
-    x = _relu(mdl, _bn(x, train, dtype))
+    x = _relu(mdl, _probe(mdl, "layer", _bn(x, train, dtype)))
     x = jnp.mean(x, axis=(1, 2))
     fan_in = x.shape[-1]
     if init_scheme == "pytorch":

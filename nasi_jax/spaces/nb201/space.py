@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from nasi_jax.spaces.base import CELL_READOUTS, Space
 from nasi_jax.spaces.nb201 import codec, cost
-from nasi_jax.spaces.nb201.networks import RELU_CODES, NB201Network
+from nasi_jax.spaces.nb201.networks import BLOCK_TAPS, BLOCKS, PROBES, RELU_CODES, NB201Network
 from nasi_jax.spaces.nb201.stages import stages as supernet_stages
 
 
@@ -31,6 +31,9 @@ class NB201Space(Space):
     example = codec.EXAMPLE_ARCH
     scorable = True
     relu_codes = RELU_CODES
+    probes = PROBES
+    blocks = BLOCKS
+    block_taps = BLOCK_TAPS
     benchmark = "nb201"
 
     def supernet(self, *, channels, cells_per_stage, num_classes, init_scheme, conv_impl,
