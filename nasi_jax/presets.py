@@ -39,12 +39,15 @@ from typing import Any, Mapping
 __all__ = ["Preset", "PRESETS", "PresetError", "SEARCH_FIELDS", "OBJECTIVES", "get_preset",
            "default_preset", "resolve", "describe", "markdown_table", "register", "unregister"]
 
-OBJECTIVES = ("nasi",)
-"""Objectives a preset may select. ``nasi``: eq. 13 on the trace estimate of eq. 12."""
+OBJECTIVES = ("nasi", "nasi+ensemble")
+"""Objectives a preset may select. ``nasi``: eq. 13 on the trace estimate of eq. 12, the cell
+read out of ``alpha*``; ``nasi+ensemble``: the same search proposes the ``candidates`` most
+probable cells under ``alpha*`` and a training-free aggregate chooses among them
+(:mod:`nasi_jax.search.choose`)."""
 
 SEARCH_FIELDS = ("steps", "cells_per_stage", "channels", "batch_size", "tau", "hard", "mu", "nu",
-                 "nu_mode", "xi", "readout", "init_scheme", "bn_mode", "objective", "data",
-                 "num_classes", "image_size")
+                 "nu_mode", "xi", "readout", "init_scheme", "bn_mode", "objective", "candidates",
+                 "data", "num_classes", "image_size")
 """The :class:`~nasi_jax.search.SearchConfig` fields a preset defines, in display order."""
 
 
@@ -92,8 +95,8 @@ class Preset:
 
 
 _COMMON = MappingProxyType({"channels": 16, "hard": True, "xi": 1.0, "init_scheme": "pytorch",
-                            "bn_mode": "train", "objective": "nasi", "num_classes": 10,
-                            "image_size": 32})
+                            "bn_mode": "train", "objective": "nasi", "candidates": 1,
+                            "num_classes": 10, "image_size": 32})
 """Values no preset has changed so far: the supernet's width and the paper's conventions
 (PyTorch's initialisation, the scale the paper's nu assumes; BatchNorm with batch statistics
 while scoring; 10 classes, 32x32 inputs)."""

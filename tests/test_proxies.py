@@ -222,15 +222,24 @@ def test_naswot_kernel_by_hand(x64, ops):
     np.testing.assert_allclose(got, np.linalg.slogdet(K)[1], rtol=1e-10)
 
 
-def test_relu_codes_need_float_arch_weights():
+@pytest.mark.parametrize("ops", [(2, 4, 1, 3, 2, 0), (0, 0, 0, 0, 0, 0)])
+def test_relu_codes_and_probes_through_the_switch(ops):
+    """Integer ops (each edge's lax.switch branch returns what it would sow) sow the codes
+    and layer outputs of the one-hot float path, where unused ops weigh 0."""
     net = nb201.NB201Network(2, 1)
-    x = jnp.ones((2, 8, 8, 3))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 3))
     v = net.init(jax.random.PRNGKey(0), x, nb201.one_hot((3,) * 6), train=False)
-    with pytest.raises(nb201.ArchError, match="relu_codes"):
-        net.apply(v, x, jnp.asarray((3,) * 6), train=False, mutable=[nb201.RELU_CODES])
-    # without the collection nothing is sown
-    _, st = net.apply(v, x, nb201.one_hot((3,) * 6), train=False, mutable=["batch_stats"])
-    assert nb201.RELU_CODES not in st
+    cols = ["batch_stats", nb201.RELU_CODES, nb201.PROBES]
+    _, a = net.apply(v, x, jnp.asarray(ops), train=True, mutable=cols)
+    _, b = net.apply(v, x, nb201.one_hot(ops), train=True, mutable=cols)
+    np.testing.assert_allclose(sum(jax.tree_util.tree_leaves(a[nb201.RELU_CODES])),
+                               sum(jax.tree_util.tree_leaves(b[nb201.RELU_CODES])), rtol=1e-6)
+    for name, fn in (("meco", proxies.meco), ("swap", proxies.swap)):
+        np.testing.assert_allclose(fn(proxies.collect_probes(a[nb201.PROBES])),
+                                   fn(proxies.collect_probes(b[nb201.PROBES])), rtol=1e-5, err_msg=name)
+    # without the collections nothing is sown
+    _, st = net.apply(v, x, jnp.asarray(ops), train=True, mutable=["batch_stats"])
+    assert set(st) == {"batch_stats"}
 
 
 # --------------------------------------------------------------------------- registry

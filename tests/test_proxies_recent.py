@@ -205,3 +205,43 @@ def test_recent_proxies_registered_and_cli(tmp_path, capsys):
                      *flags[2:]]) == 2
     assert "zico splits the batch into 2" in capsys.readouterr().err
     assert not (tmp_path / "z.csv").exists()
+
+
+# --------------------------------------------------------------------------- aggregates
+
+def test_rank_aggregate_by_hand():
+    from scipy import stats
+    from nasi_jax.scoring import ensemble
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, 50).astype(float)          # many ties
+    b = rng.normal(size=50)
+    got = ensemble.rank_aggregate([a, b], [1, -1])
+    ref = np.log(stats.rankdata(a) / 50) + np.log(stats.rankdata(-b) / 50)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    assert got.max() <= 0
+    with pytest.raises(score.ScoreError, match="finite"):
+        ensemble.rank_aggregate([np.array([1.0, np.nan])], [1])
+    with pytest.raises(score.ScoreError, match="different numbers"):
+        ensemble.rank_aggregate([a, b[:3]], [1, 1])
+
+
+def test_cli_scores_an_aggregate(tmp_path, capsys):
+    from nasi_jax.scoring import ensemble
+    name = "test-pair"
+    ensemble.ENSEMBLES[name] = ensemble.Ensemble(
+        (ensemble.Component("flops"), ensemble.Component("az_expressivity", {"init_scheme": "kaiming"})),
+        "a test aggregate", "a test")
+    try:
+        out = tmp_path / "e.csv"
+        flags = ["--batch-size", "2", "--channels", "2", "--cells-per-stage", "1", "--image-size", "8",
+                 "--no-progress", "--cells", "5"]
+        assert cli.main(["score", "--proxy", name, "--output", str(out), *flags]) == 0
+        rows = [r.split(",") for r in out.read_text().splitlines()]
+        assert rows[0] == ["index", "arch_str", "ensemble", "flops", "az_expressivity"] and len(rows) == 6
+        vals = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+        np.testing.assert_allclose(vals[:, 0], ensemble.rank_aggregate([vals[:, 1], vals[:, 2]], [1, 1]))
+        # each component streamed to its own resumable CSV, with its own settings
+        meta = (tmp_path / "e.az_expressivity.csv.meta.json").read_text()
+        assert '"init_scheme": "kaiming"' in meta and (tmp_path / "e.flops.csv").exists()
+    finally:
+        del ensemble.ENSEMBLES[name]

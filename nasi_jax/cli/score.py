@@ -21,11 +21,14 @@ def add_parser(sub):
                        "and a run that was stopped resumes from it.",
                        formatter_class=DefaultsFormatter)
     c.add_argument("--space", default=ScoreConfig.space, help="search space (a scorable one: nb201)")
+    from nasi_jax.scoring.ensemble import ENSEMBLES
     c.add_argument("--proxy", default=ScoreConfig.proxy, metavar="NAME",
                    help="training-free score, one of: " + ", ".join(
                        f"{name} ({'+' if sign > 0 else '-'})" for name, sign, _ in proxies.describe())
                    + " (+: larger predicts higher accuracy, -: smaller does; papers and maths in "
-                   "nasi_jax/scoring/proxies.py)")
+                   "nasi_jax/scoring/proxies.py); or an aggregate of several (+), ranked among the "
+                   "cells scored together: " + ", ".join(ENSEMBLES) + " (nasi_jax/scoring/ensemble.py; "
+                   "each component streams to OUTPUT_STEM.<proxy>.csv and resumes)")
     c.add_argument("--cells", default="all", help="'all', a number N (a seeded sample of N distinct "
                    "cells) or a file of cells in the space's text form (NB201 arch strings)")
     c.add_argument("--seed", type=int, default=0, help="seed of theta_0, the batch and the sample")
@@ -60,8 +63,12 @@ def add_parser(sub):
 
 def run(args, argv: Sequence[str]) -> int:
     from nasi_jax import data, nb201_table, records, scoring
+    from nasi_jax.scoring import ensemble
     from nasi_jax.search import check_seeds
-    cfg = scoring.ScoreConfig(space=args.space, proxy=args.proxy, batch_size=args.batch_size,
+    ens = ensemble.ENSEMBLES.get(args.proxy)
+    # an aggregate's shared settings are checked with its first component
+    proxy = ens.components[0].proxy if ens else args.proxy
+    cfg = scoring.ScoreConfig(space=args.space, proxy=proxy, batch_size=args.batch_size,
                               data=args.data, channels=args.channels,
                               cells_per_stage=args.cells_per_stage, image_size=args.image_size,
                               init_scheme=args.init_scheme, bn_mode=args.bn_mode,
@@ -80,12 +87,18 @@ def run(args, argv: Sequence[str]) -> int:
     if not args.no_progress:
         print(f"[nasi score] {len(ops)} cells, proxy {cfg.proxy}, batch {cfg.batch_size}, data "
               f"{cfg.data}, seed {args.seed}; compiling...", file=sys.stderr)
-    scores = scoring.score_cells(cfg, ops, args.seed, output=args.output, index=index,
-                                 index_kind=kind, images=images, labels=labels,
-                                 progress=not args.no_progress, workers=args.workers,
-                                 devices=devices, extra_meta=extra,
-                                 memory_budget=args.memory_budget)
+    common = dict(index=index, index_kind=kind, progress=not args.no_progress, workers=args.workers,
+                  devices=devices, extra_meta=extra, memory_budget=args.memory_budget)
+    if ens:
+        if images is None and any(c.settings.get("data", args.data) != "random" for c in ens.components):
+            images, labels = data.load_data_for_mode("real", args.data_dir, source=args.data_source,
+                                                     split_file=args.split_file)
+        scores, _ = ensemble.score_ensemble(cfg, ops, args.seed, name=args.proxy, output=args.output,
+                                            images=images, labels=labels, **common)
+    else:
+        scores = scoring.score_cells(cfg, ops, args.seed, output=args.output, images=images,
+                                     labels=labels, **common)
     wall = time.perf_counter() - t0
     print(f"scored {len(scores)} cells into {args.output} in {wall:.1f}s "
-          f"({cfg.proxy}: min {np.min(scores):.4g}, median {np.median(scores):.4g}, max {np.max(scores):.4g})")
+          f"({args.proxy}: min {np.min(scores):.4g}, median {np.median(scores):.4g}, max {np.max(scores):.4g})")
     return 0

@@ -52,6 +52,9 @@ def add_parser(sub):
                             "(argmax) or over all but none (argmax-no-none); darts: DARTS' genotype "
                             "read-out (darts, the only one: per edge the best op but none, per node the "
                             "2 strongest edges)"))
+    s.add_argument("--candidates", type=positive_int("--candidates"),
+                   help=pre("candidates", "K: with the objective nasi+ensemble (preset nb201-ensemble), "
+                            "the aggregate chooses among the K most probable cells under alpha*"))
     s.add_argument("--soft", action="store_const", const=True, default=None,
                    help="soft Gumbel-softmax samples instead of hard straight-through ones "
                    "(default: the preset's; all presets use hard samples)")
@@ -97,6 +100,7 @@ def search_config(args):
     from nasi_jax import search
     given = dict(space=args.space, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                  mu=args.mu, nu=args.nu, nu_mode=args.nu_mode, tau=args.tau, readout=args.readout,
+                 candidates=args.candidates,
                  hard=None if args.soft is None else not args.soft, data=args.data,
                  channels=args.channels, cells_per_stage=args.cells, image_size=args.image_size,
                  init_scheme=args.init_scheme, bn_mode=args.bn_mode)
@@ -128,6 +132,20 @@ def _seed_row(space, res, k, table):
             row["benchmark"] = None
             print(f"[nasi] warning: seed {seed}: {e}", file=sys.stderr)
     return row
+
+
+def _chosen_row(space, row, choice, table):
+    """A seed's row after the aggregate's choice: the chosen cell replaces the read-out's,
+    which is kept (with its benchmark entry) under ``nasi_readout``."""
+    keep = {k: row.pop(k) for k in ("arch", "ops", "benchmark") if k in row}
+    arch = space.to_text(choice.ops)
+    out = {"seed": row.pop("seed"), "arch": arch, "ops": list(choice.ops)} | space.describe(choice.ops)
+    if table is not None:
+        out["benchmark"] = table.lookup(arch) | {"rank_cifar10_test": table.rank(arch), "table_rows": len(table)}
+    out["nasi_readout"] = keep
+    out["choice"] = {"candidates": len(choice.candidates), "chosen_rank_by_probability":
+                     choice.candidates.index(choice.ops) + 1}
+    return out | {k: v for k, v in row.items() if k not in space.describe(choice.ops)}
 
 
 def run(args, argv: Sequence[str]) -> int:
@@ -164,9 +182,19 @@ def run(args, argv: Sequence[str]) -> int:
               "compiling...", file=sys.stderr)
     res = search.run_search(cfg, seeds, execution=exe, images=images, labels=labels, progress=progress,
                             devices=devices, memory_budget=args.memory_budget)
+    choices, choose_s = None, 0.0
+    if cfg.objective == "nasi+ensemble":
+        from nasi_jax.search import choose
+        if progress:
+            print(f"[nasi] the aggregate {choose.ENSEMBLE!r} chooses among the {cfg.candidates} most "
+                  "probable cells of each seed...", file=sys.stderr)
+        choices, choose_s = choose.choose(cfg, res.alpha_star, images=images, labels=labels,
+                                          progress=progress)
     wall = time.perf_counter() - t_start
 
     rows = [_seed_row(space, res, k, table) for k in range(len(res.seeds))]
+    if choices is not None:
+        rows = [_chosen_row(space, row, ch, table) for row, ch in zip(rows, choices)]
     for row in rows:
         if row["penalty_active_frac"] > 0.5 and cfg.mu > 1:
             print(f"[nasi] warning: seed {row['seed']}: s > nu at {row['penalty_active_frac']:.0%} of the "
@@ -181,6 +209,7 @@ def run(args, argv: Sequence[str]) -> int:
     per_step = res.run_time_s / (len(seeds) * cfg.steps)
     cache = {"dir": compilation_cache.current_dir(), **{k: v - cache_before[k] for k, v in compilation_cache.stats().items()}}
     print(f"wall time {wall:.1f}s (compile {res.compile_time_s:.1f}s, search {res.run_time_s:.1f}s, "
+          + (f"choosing among candidates {choose_s:.1f}s, " if choices is not None else "") +
           f"{per_step:.3f}s per step per seed)" + (f"; compilation cache: {cache['hits']} hit(s), "
                                                    f"{cache['misses']} miss(es)" if cache["dir"] else ""))
     import jax
@@ -202,6 +231,7 @@ def run(args, argv: Sequence[str]) -> int:
             "compile_time_s": res.compile_time_s,
             "compilation_cache": cache,
             "search_time_s": res.run_time_s,
+            "choose_time_s": choose_s,
             "per_step_s": per_step,
         }
         records.write_json_atomic(args.output, result)

@@ -5,6 +5,8 @@
 * :mod:`~nasi_jax.scoring.scorer`: :func:`score_cells`, every cell of a space with one
   compiled function (``lax.switch`` on the op indices), sharded over devices.
 * :mod:`~nasi_jax.scoring.cells`: which cells (:func:`parse_cells`) and the resumable CSV.
+* :mod:`~nasi_jax.scoring.ensemble`: aggregates of several proxies by their ranks
+  (:func:`score_ensemble`, the named aggregates :data:`ENSEMBLES`).
 
 Example:
     >>> from nasi_jax.scoring import ScoreConfig, score_cells
@@ -14,10 +16,12 @@ Example:
     (2,)
 """
 
-from nasi_jax.scoring import proxies
+from nasi_jax.scoring import ensemble, proxies
 from nasi_jax.scoring.cells import ScoreError, parse_cells, read_scores
+from nasi_jax.scoring.ensemble import ENSEMBLES, rank_aggregate, score_ensemble
 from nasi_jax.scoring.scorer import (PROXIES, TRACE_COUNT, Proxy, ScoreConfig, clear_cache,
                                      init_scoring, make_score_fn, score_cells)
 
 __all__ = ["ScoreConfig", "ScoreError", "score_cells", "parse_cells", "read_scores", "PROXIES", "Proxy",
-           "TRACE_COUNT", "make_score_fn", "init_scoring", "clear_cache", "proxies"]
+           "TRACE_COUNT", "make_score_fn", "init_scoring", "clear_cache", "proxies", "ensemble",
+           "ENSEMBLES", "rank_aggregate", "score_ensemble"]

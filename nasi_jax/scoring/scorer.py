@@ -198,13 +198,11 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
             return net.apply({"params": p, "batch_stats": batch_stats}, x_, ops, train=False)
 
         def relu_kernel(p, x_):
-            # the float one-hot supernet path (forward = the discrete network's) sows each
-            # ReLU's code kernel times its op's weight: unused ops add 0
+            # each ReLU's code kernel, sown with its op's weight (ops not run weigh 0)
             if space.relu_codes is None:
                 raise ScoreError(f"space {space.name!r} sows no ReLU codes: naswot is unavailable")
-            w = jax.nn.one_hot(ops, space.alpha_shape[-1], dtype=jnp.dtype(cfg.dtype))
             mutable = [space.relu_codes] + (["batch_stats"] if train else [])
-            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, w, train=train,
+            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, ops, train=train,
                                  mutable=mutable)
             return sum(jax.tree_util.tree_leaves(state[space.relu_codes]))
 
@@ -212,12 +210,10 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
             return space.cost(kind, **size)(ops)
 
         def probes(p, x_):
-            # the float one-hot path sows every layer's output with its op's weight (0 for
-            # the ops the cell does not use)
+            # every layer's output with its op's weight (0 for slots the op does not have)
             if space.probes is None:
                 raise ScoreError(f"space {space.name!r} sows no layer outputs: {cfg.proxy} is unavailable")
-            w = jax.nn.one_hot(ops, space.alpha_shape[-1], dtype=jnp.dtype(cfg.dtype))
-            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, w, train=train,
+            _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, ops, train=train,
                                  mutable=[space.probes] + extra)
             return proxies.collect_probes(state[space.probes])
 

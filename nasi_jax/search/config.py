@@ -70,7 +70,10 @@ class SearchConfig:
         xi: radius of eq. 17-18 (scales alpha*; does not change the argmax).
         readout: how the cell is read from ``alpha*`` (the space's :meth:`read_out`); NB201:
             ``argmax`` or ``argmax-no-none``; DARTS: ``darts``. ``auto``: the preset's.
-        objective: what the search maximises; ``nasi`` (eq. 13 on the estimate of eq. 12).
+        objective: what the search maximises; ``nasi`` (eq. 13 on the estimate of eq. 12)
+            or ``nasi+ensemble`` (the same search, then a training-free aggregate chooses
+            among the ``candidates`` most probable cells: :mod:`nasi_jax.search.choose`).
+        candidates: K, the cells the read-out proposes (1 with objective ``nasi``).
         data: ``random`` | ``random-labels`` | ``real`` (:mod:`nasi_jax.data`).
         channels, cells_per_stage, num_classes, image_size: supernet size (NB201: 16, 5,
             10, 32; DARTS: 16, 2, 10, 32, ``3 N + 2`` cells).
@@ -97,6 +100,7 @@ class SearchConfig:
     xi: float | None = None
     readout: str | None = None
     objective: str | None = None
+    candidates: int | None = None
     data: str | None = None
     channels: int | None = None
     cells_per_stage: int | None = None
@@ -135,7 +139,8 @@ class SearchConfig:
         """Raise ValueError with a fix for every impossible setting; return self."""
         space = get_space(self.space)
         presets.get_preset(self.preset)
-        for name in ("steps", "batch_size", "channels", "cells_per_stage", "num_classes", "image_size"):
+        for name in ("steps", "batch_size", "channels", "cells_per_stage", "num_classes", "image_size",
+                     "candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -153,6 +158,12 @@ class SearchConfig:
             (self.data in DATA_MODES, f"data must be one of {DATA_MODES}, got {self.data!r}"),
             (self.objective in presets.OBJECTIVES,
              f"objective must be one of {presets.OBJECTIVES}, got {self.objective!r}"),
+            (self.candidates >= 1 and (self.candidates == 1 or self.objective != "nasi"),
+             f"candidates must be 1 with objective 'nasi' (the read-out's cell) and >= 1 with "
+             f"'nasi+ensemble'; got {self.candidates!r} with {self.objective!r}"),
+            (self.objective != "nasi+ensemble" or get_space(self.space).scorable,
+             f"objective 'nasi+ensemble' scores candidate cells: space {self.space!r} cannot score "
+             "discrete cells"),
             (isinstance(self.hard, (bool, np.bool_)), f"hard must be True or False, got {self.hard!r}"),
             (self.channels > 0 and self.cells_per_stage >= 1 and self.num_classes > 1,
              f"channels must be > 0, cells_per_stage >= 1 (the searched cell must be in the "

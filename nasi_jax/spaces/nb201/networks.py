@@ -90,15 +90,19 @@ class ReLUConvBN(nn.Module):
     conv_impl: str = "xla"
 
     @nn.compact
-    def __call__(self, x, train: bool, code_weight=None):
+    def __call__(self, x, train: bool, code_weight=None, taps: bool = False):
+        """``taps``: sow nothing and return ``(out, relu_out, conv_out)`` instead of ``out``."""
         p = (self.kernel - 1) // 2
-        x = _relu(self, x, code_weight)
-        x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+        r = nn.relu(x) if taps else _relu(self, x, code_weight)
+        c = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                     padding=((p, p), (p, p)), use_bias=False, kernel_init=kernel_init(self.init_scheme),
                     dtype=self.dtype, param_dtype=self.dtype,
-                    conv_general_dilated=conv_fn(self.conv_impl))(x)
-        _probe(self, "layer", x, code_weight)
-        return _probe(self, "layer", _bn(x, train, self.dtype), code_weight)
+                    conv_general_dilated=conv_fn(self.conv_impl))(r)
+        y = _bn(c, train, self.dtype)
+        if taps:
+            return y, r, c
+        _probe(self, "layer", c, code_weight)
+        return _probe(self, "layer", y, code_weight)
 
 
 def _bn(x, train: bool, dtype):
@@ -160,6 +164,31 @@ class Edge(nn.Module):
             return _probe(mdl, "layer", _avg_pool_3x3(x), code_weight)
         raise AssertionError(name)
 
+    def _op_taps(self, mdl, x, k, train):
+        """``(out, taps)``: op ``k``'s output and what it would sow, in one structure for
+        every op (a ``lax.switch`` branch cannot sow): ``taps = (relu_out, relu_w, (l0, l1),
+        (w0, w1))``, the ReLU's output and up to two other layer outputs, each with weight 1
+        if the op has it, else zeros with weight 0."""
+        name = OPS[k]
+        z, one, zero = jnp.zeros_like(x), jnp.ones((), x.dtype), jnp.zeros((), x.dtype)
+        if name in ("nor_conv_1x1", "nor_conv_3x3"):
+            y, r, c = ReLUConvBN(self.features, 1 if name == "nor_conv_1x1" else 3,
+                                 init_scheme=self.init_scheme, dtype=self.dtype,
+                                 conv_impl=self.conv_impl, parent=mdl, name=name)(x, train, taps=True)
+            return y, (r, one, (c, y), (one, one))
+        if name == "none":
+            return z, (z, zero, (z, z), (zero, zero))
+        y = x if name == "skip_connect" else _avg_pool_3x3(x)
+        return y, (z, zero, (y, z), (one, zero))
+
+    def _sow_taps(self, taps):
+        r, rw, layers, lws = taps
+        if self.is_mutable_collection(RELU_CODES):
+            self.sow(RELU_CODES, "kernel", relu_code_kernel(r) * rw)  # ReLU(z) > 0 iff z > 0
+        _probe(self, "relu", r, rw)
+        for t, w in zip(layers, lws):
+            _probe(self, "layer", t, w)
+
     @nn.compact
     def __call__(self, x, weights, train: bool):
         if self.fixed is not None:
@@ -168,10 +197,12 @@ class Edge(nn.Module):
             if self.is_initializing():
                 raise ArchError("initialise with arch_weights [6, 5] (the supernet creates every "
                                 "op's weights); op indices only select among them")
-            for col in (RELU_CODES, PROBES):
-                if self.is_mutable_collection(col):
-                    raise ArchError(f"{col} needs float arch_weights (e.g. nb201.one_hot(ops)) or "
-                                    "a fixed network, not integer op indices")
+            if self.is_mutable_collection(RELU_CODES) or self.is_mutable_collection(PROBES):
+                # the branch returns what it would sow; the edge sows it, outside the switch
+                branches = [functools.partial(self._op_taps, k=k, train=train) for k in range(NUM_OPS)]
+                y, taps = nn.switch(jnp.asarray(weights), branches, self, x)
+                self._sow_taps(taps)
+                return y
             branches = [functools.partial(self._op, k=k, train=train) for k in range(NUM_OPS)]
             return nn.switch(jnp.asarray(weights), branches, self, x)
         # 'none' is the zero op: weights[0] * 0 adds nothing, so it is skipped.
