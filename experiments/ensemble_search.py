@@ -14,9 +14,10 @@ every search seed), and the best sum of log ranks among them is the cell.
 
 **Searches are replays**: the cached ``mu = 0`` runs of ``experiments/nb201_modes.py`` (tuning
 seeds 1000-1007, 200 steps; table seeds 0-9, 400 steps; ``--cache``) give NASI-FIX's
-``alpha*`` at any ``T'`` exactly (:func:`nasi_jax.search.replay`). The candidates of every
-seed, ``T'`` and data mode are scored once, through the same :func:`score_ensemble` the
-preset calls (resumable CSVs in ``--workdir``), so the choice equals the preset's.
+``alpha*`` at any ``T'`` exactly (:func:`nasi_jax.search.replay`). Every cell's component
+scores are computed once, through the same :func:`score_ensemble` the preset calls (with the
+same seed, so a cell's scores are the ones the preset computes; ``--all-scores``), and each
+seed's aggregate ranks its own candidates, as the preset does.
 
 **Cost per seed** (what the budget constrains), from ``rates`` (run alone on a quiet machine):
 NASI's measured time per step (``docs/runs/nb201_modes_timing.json``, compile apart) times
@@ -29,10 +30,8 @@ grid within each budget; the criterion is the mean CIFAR-10 *validation* accurac
 chosen cells over seeds and modes. Test accuracies are not read.
 
 **Table** (``table``): seeds 0-9 in each data mode at the chosen ``(T', K)`` of each budget;
-beside them, at the same budget: NASI-FIX alone (``K = 1``), the largest of the same ``K``
-candidates by parameter count, and the aggregate over ``K'`` uniformly random cells (``K'`` =
-the budget over the aggregate's cost per cell: the AZ-NAS-style search, no NASI), and a
-uniform random cell.
+beside them: NASI-FIX alone at the same ``T'`` (``K = 1``), the largest of the same ``K``
+candidates by parameter count (the sceptic's cheap chooser), and a uniform random cell.
 """
 
 from __future__ import annotations
@@ -67,16 +66,20 @@ def scoring_config() -> ScoreConfig:
     return ScoreConfig(**choose.SCORING)
 
 
-def score_union(cells, args, tag):
-    """Component scores of ``cells`` (one call of the preset's scorer; resumable CSVs)."""
-    cells = sorted(set(cells))
-    out = os.path.join(args.workdir, f"{choose.ENSEMBLE}_{tag}.csv")
+def universe_scores(args):
+    """The component scores of every cell a candidate can be: the 4**6 = 4 096 cells without
+    ``none`` (the presets' read-out), in code order, through the preset's scorer
+    (:func:`score_ensemble`, seed :data:`choose.SCORING_SEED`; a cell's scores do not depend
+    on the other cells scored). Resumable CSVs at ``--scores``."""
+    ops = [nb201.code_to_ops(c) for c in range(nb201.NUM_ARCHS)]
+    ops = [o for o in ops if 0 not in o]
     images = labels = None
     if any(c.settings.get("data", "random") != "random" for c in ENSEMBLES[choose.ENSEMBLE].components):
         images, labels = data_lib.load_data_for_mode("real", args.data_dir)
-    _, cols = score_ensemble(scoring_config(), cells, choose.SCORING_SEED, name=choose.ENSEMBLE,
-                             output=out, images=images, labels=labels, progress=True)
-    return {c: i for i, c in enumerate(cells)}, cols
+    os.makedirs(os.path.dirname(args.scores) or ".", exist_ok=True)
+    _, cols = score_ensemble(scoring_config(), ops, choose.SCORING_SEED, name=choose.ENSEMBLE,
+                             output=args.scores, images=images, labels=labels, progress=True)
+    return {tuple(c): i for i, c in enumerate(ops)}, cols
 
 
 def pick(cands, where, cols):
@@ -103,8 +106,10 @@ def cost_model(args):
 
 
 def rates_cmd(args):
-    """Each component's cells/s after compiling, on 64 uniformly drawn cells (quiet machine)."""
-    cells = [nb201.code_to_ops(int(c)) for c in np.random.default_rng(0).choice(15625, 65, replace=False)]
+    """Each component's cells/s after compiling, on ``--rate-cells`` uniformly drawn cells (a
+    quiet machine; the steady rate of a long run, as when many candidates are scored)."""
+    n = args.rate_cells
+    cells = [nb201.code_to_ops(int(c)) for c in np.random.default_rng(0).choice(15625, n + 1, replace=False)]
     from nasi_jax.scoring import score_cells
     out = {}
     for comp in ENSEMBLES[choose.ENSEMBLE].components:
@@ -114,7 +119,7 @@ def rates_cmd(args):
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         score_cells(cfg, cells[1:], choose.SCORING_SEED, progress=False)
-        out[comp.proxy] = {"cells_per_s": 64 / (time.perf_counter() - t0), "compile_s": compile_s,
+        out[comp.proxy] = {"cells_per_s": n / (time.perf_counter() - t0), "cells": n, "compile_s": compile_s,
                            "settings": dict(comp.settings)}
         print(f"[rates] {comp.proxy}: {out[comp.proxy]['cells_per_s']:.2f} cells/s, compile {compile_s:.1f}s",
               file=sys.stderr, flush=True)
@@ -136,7 +141,7 @@ def tune_cmd(args):
             a, readout = alphas(mode, TUNE_SEEDS, 200, steps, args)
             for s, al in zip(TUNE_SEEDS, a):
                 cands[(mode, steps, s)] = choose.candidate_cells("nb201", al, readout, max(KS))
-    where, cols = score_union([c for v in cands.values() for c in v], args, "tune")
+    where, cols = universe_scores(args)
     grid = []
     for steps in STEPS:
         for k in KS:
@@ -172,33 +177,31 @@ def table_cmd(args):
     step_s, cell_s, budgets = cost_model(args)
     with open(args.tuned) as fh:
         choice = json.load(fh)["choice"]
-    rng = np.random.default_rng(1)  # the no-NASI baseline: one pool per budget and seed, shared by the modes
-    k_rand = {name: max(1, int(budgets[f"budget_{name}_s"] / cell_s)) for name in choice}
-    pools = {name: [[nb201.code_to_ops(int(x)) for x in rng.choice(15625, k_rand[name], replace=False)]
-                    for _ in TABLE_SEEDS] for name in choice}
-    plan, union = [], [x for v in pools.values() for pool in v for x in pool]
+    plan = []
     for mode in MODES:
         for name, c in choice.items():
             a, readout = alphas(mode, TABLE_SEEDS, 400, c["steps"], args)
             cands = [choose.candidate_cells("nb201", al, readout, c["K"]) for al in a]
-            plan.append((mode, name, c, cands, pools[name], k_rand[name]))
-            union += [x for v in cands for x in v]
-    where, cols = score_union(union, args, "table")
+            plan.append((mode, name, c, cands))
+    where, cols = universe_scores(args)
     results = []
 
     def summary(cells):
         rows = [table.lookup(nb201.arch_to_str(x)) for x in cells]
         return {m: nb201_table.summarize([r[m] for r in rows]) for m in METRICS}
 
-    for mode, name, c, cands, pools, k_rand in plan:
+    # parameter counts of every candidate cell, one jitted count (count_params is per call)
+    import jax
+    universe = sorted(where, key=where.get)
+    n_params = np.asarray(jax.jit(jax.vmap(lambda o: nb201.count_jit("params", o)))(np.asarray(universe)))
+    params_of = {c: int(n_params[i]) for i, c in enumerate(universe)}
+    for mode, name, c, cands in plan:
         cost = c["steps"] * step_s + (c["K"] if c["K"] > 1 else 0) * cell_s
         rows = [
             (f"NASI-FIX ({c['steps']} steps) + {choose.ENSEMBLE} over {c['K']} candidates", [pick(v, where, cols) for v in cands], cost),
             (f"NASI-FIX ({c['steps']} steps) alone", [v[0] for v in cands], c["steps"] * step_s),
             (f"NASI-FIX ({c['steps']} steps), largest of the {c['K']} candidates by params",
-             [max(v, key=lambda x: nb201.count_params(x)) for v in cands], c["steps"] * step_s),
-            (f"{choose.ENSEMBLE} over {k_rand} uniform random cells (no NASI)", [pick(v, where, cols) for v in pools],
-             k_rand * cell_s),
+             [max(v, key=params_of.get) for v in cands], c["steps"] * step_s),
         ]
         for label, cells, spent in rows:
             results.append({"data": mode, "budget": name, "budget_s": budgets[f"budget_{name}_s"], "method": label,
@@ -228,7 +231,9 @@ def main(argv=None):
         add_data_args(q)
         q.add_argument("--output", required=True)
         q.add_argument("--cache", default="runs/nb201_mu0_n5", help="the mu = 0 runs of experiments/nb201_modes.py")
-        q.add_argument("--workdir", default="runs/ensemble_search")
+        q.add_argument("--scores", default="runs/ensemble_search/ensemble_nonone.csv",
+                       help="the candidates' component scores (resumable CSVs)")
+        q.add_argument("--rate-cells", type=int, default=512, help="cells timed per component (rates)")
         q.add_argument("--timing", default="docs/runs/nb201_modes_timing.json")
         if name != "rates":
             q.add_argument("--rates", required=True)
@@ -236,7 +241,6 @@ def main(argv=None):
             q.add_argument("--tuned", required=True)
     args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    os.makedirs(args.workdir, exist_ok=True)
     {"rates": rates_cmd, "tune": tune_cmd, "table": table_cmd}[args.cmd](args)
 
 

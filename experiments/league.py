@@ -11,8 +11,9 @@ its published one, against the table's accuracies, beside the published correlat
 * **Protocols**: ``ours`` (``--batch-size`` 16 real CIFAR-10 images of NB201's train half with
   their labels, PyTorch's default init, train-mode BatchNorm) for every proxy; ``published``
   where the proxy's paper used another (:data:`PUBLISHED_PROTOCOL`: ZiCo two batches of 64
-  real images, MeCo one real image, AZ-NAS 64 Gaussian inputs and Kaiming-normal weights,
-  the NAS-Bench-Suite-Zero scores 64 images); ``agnostic`` (16 Gaussian inputs and random
+  real images, MeCo one real image, AZ-NAS 64 Gaussian inputs and Kaiming-normal weights;
+  NASWOT's and jacob_cov's 64 images are ``experiments/proxy_correlation.py``'s protocol
+  check); ``agnostic`` (16 Gaussian inputs and random
   labels) for the proxies that read data (:data:`AGNOSTIC_PROXIES`). Only CIFAR-10 images exist here: the CIFAR-100
   and ImageNet16-120 correlations score the cells on CIFAR-10 inputs (the published ones used
   each dataset's own).
@@ -56,7 +57,8 @@ PUBLISHED_PROTOCOL = {
     "az_progressivity": ({"batch_size": 64, "data": "random", "init_scheme": "kaiming"}, "as az_expressivity"),
     "az_trainability": ({"batch_size": 64, "data": "random", "init_scheme": "kaiming"}, "as az_expressivity"),
 }
-AGNOSTIC_PROXIES = ("nasi", "jacob_cov", "zico", "az_expressivity", "az_progressivity", "az_trainability")
+AGNOSTIC_PROXIES = ("nasi", "jacob_cov", "naswot", "zico", "meco", "swap", "az_expressivity",
+                    "az_progressivity", "az_trainability")
 """Scored again with ``--protocols agnostic``: 16 Gaussian inputs and random labels (AZ-NAS's
 scores on Kaiming-normal weights, as their paper): what an aggregate can use without data."""
 

@@ -144,6 +144,18 @@ def _nb201(name: str, mode: str, ada: bool = False) -> Preset:
         provenance=MappingProxyType(_NB201_ADA_TUNE if ada else _NB201_TUNE))
 
 
+_ENSEMBLE_TUNE = {
+    "command": "python experiments/ensemble_search.py tune --rates docs/runs/ensemble_rates.json "
+               "--output docs/runs/ensemble_tune.json",
+    "output": "docs/runs/ensemble_tune.json",
+    "note": "NASI-FIX at the nb201 presets' values proposes its K most probable cells (no none); the "
+            "data-agnostic aggregate 'ensemble' (nasi_jax.scoring.ensemble) chooses. T and K chosen on "
+            "CIFAR-10 validation accuracy of the tuning seeds 1000-1007 in the three data modes, within "
+            "NASI-FIX 4T's measured time per seed (T = 200, K = 128: 82 s of 126 s on the 2-core CPU; "
+            "K = 256 tied on validation)",
+}
+
+
 _PRESETS: dict[str, Preset] = {p.name: p for p in [
     _nb201("nb201-random", "random"),
     _nb201("nb201-random-labels", "random-labels"),
@@ -151,6 +163,11 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
     _nb201("nb201-random-ada", "random", ada=True),
     _nb201("nb201-random-labels-ada", "random-labels", ada=True),
     _nb201("nb201-real-ada", "real", ada=True),
+    Preset("nb201-ensemble", 1, "NB201: NASI-FIX proposes its 128 most probable cells, a data-agnostic "
+           "aggregate of training-free scores chooses; at most NASI-4T's cost; data left to --data",
+           MappingProxyType(dict(_NB201_TUNED, steps=200, objective="nasi+ensemble", candidates=128,
+                                 data=None)),
+           MappingProxyType(_NB201_SPACE), MappingProxyType(_ENSEMBLE_TUNE)),
     Preset("paper", 1, "the paper's NASI-FIX values (mu 2, nu 100, b 64, tau 1); data left to --data",
            MappingProxyType(_PAPER_COMMON | {"nu": 100.0, "nu_mode": "fixed"}),
            MappingProxyType(_PAPER_SPACES), MappingProxyType(_PAPER_SOURCE)),

@@ -245,3 +245,16 @@ def test_cli_scores_an_aggregate(tmp_path, capsys):
         assert '"init_scheme": "kaiming"' in meta and (tmp_path / "e.flops.csv").exists()
     finally:
         del ensemble.ENSEMBLES[name]
+
+
+def test_named_aggregates_are_valid():
+    from nasi_jax.scoring import ensemble
+    assert {"ensemble", "az-nas"} <= set(ensemble.ENSEMBLES)
+    for name, ens in ensemble.ENSEMBLES.items():
+        assert ens.description and ens.provenance and len(ens.components) >= 2
+        for comp in ens.components:
+            dataclasses.replace(score.ScoreConfig(), proxy=comp.proxy, **dict(comp.settings)).validate()
+    # the default aggregate needs no data: every component reads Gaussian inputs or none
+    assert all(c.settings.get("data") == "random" for c in ensemble.ENSEMBLES["ensemble"].components)
+    with pytest.raises(score.ScoreError, match="unknown ensemble"):
+        ensemble.score_ensemble(score.ScoreConfig(), [(1,) * 6], name="nope")

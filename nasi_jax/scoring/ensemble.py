@@ -91,8 +91,19 @@ def rank_aggregate(columns: Sequence[np.ndarray], signs: Sequence[int]) -> np.nd
 
 
 _AZ = {"init_scheme": "kaiming", "data": "random", "batch_size": 64}
+_AGNOSTIC = {"data": "random", "batch_size": 16}
 
 ENSEMBLES: dict[str, Ensemble] = {
+    "ensemble": Ensemble(
+        (Component("synflow", _AGNOSTIC), Component("meco", _AGNOSTIC),
+         Component("az_expressivity", dict(_AGNOSTIC, init_scheme="kaiming")),
+         Component("az_trainability", dict(_AGNOSTIC, init_scheme="kaiming"))),
+        "data-agnostic: SynFlow, MeCo, AZ-NAS's expressivity and trainability, on 16 Gaussian "
+        "inputs (AZ-NAS's scores on Kaiming-normal weights); no data, no labels",
+        "experiments/league.py --cells 1000 (docs/runs/league_1000.json): of the data-agnostic "
+        "scores (synflow, flops, params and every data-reading proxy on Gaussian inputs), the "
+        "set of up to 4 whose aggregate has the best Spearman rho with CIFAR-10 validation "
+        "accuracy on the 500 tune cells; test accuracy not read"),
     "az-nas": Ensemble(
         (Component("az_expressivity", _AZ), Component("az_progressivity", _AZ),
          Component("az_trainability", _AZ), Component("flops")),
