@@ -90,7 +90,7 @@ def run_path(cfg: search.SearchConfig, seeds, cache: str) -> str:
     fields in the layout of the config before presets and the execution split, but the
     read-out, which the run does not use) and the seeds."""
     conf = {k: v for k, v in config_record(cfg, KEY_EXECUTION).items()
-            if k not in ("readout", "preset", "objective")}
+            if k not in ("readout", "preset", "objective", "candidates")}
     key = json.dumps({"config": conf, "seeds": list(seeds)}, sort_keys=True)
     return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
 

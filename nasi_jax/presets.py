@@ -50,6 +50,10 @@ SEARCH_FIELDS = ("steps", "cells_per_stage", "channels", "batch_size", "tau", "h
                  "data", "num_classes", "image_size")
 """The :class:`~nasi_jax.search.SearchConfig` fields a preset defines, in display order."""
 
+FIELD_DEFAULTS = MappingProxyType({"candidates": 1})
+"""Values of fields added after presets existed, for presets that do not name them (a preset
+registered from outside before the field existed keeps working)."""
+
 
 class PresetError(ValueError):
     """An unknown preset, or one that does not fit the search space."""
@@ -87,7 +91,7 @@ class Preset:
         if space not in self.space_values:
             raise PresetError(f"preset {self.name!r} is for space(s) {', '.join(self.spaces)}, not "
                               f"{space!r}; presets for {space}: {', '.join(names_for(space)) or 'none'}")
-        out = {"data": None} | dict(self.values) | dict(self.space_values[space])
+        out = {"data": None} | dict(FIELD_DEFAULTS) | dict(self.values) | dict(self.space_values[space])
         missing = [f for f in SEARCH_FIELDS if f not in out]
         if missing:  # a malformed preset is a bug in this module, caught by the tests
             raise PresetError(f"preset {self.name!r} lacks {missing}")
