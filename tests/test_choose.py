@@ -4,6 +4,7 @@ candidates, and `nasi search` records the read-out's cell beside the chosen one.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -60,9 +61,9 @@ def test_search_chooses_the_aggregates_best_candidate(tiny_choice, tmp_path):
         cands = choose.candidate_cells("nb201", np.asarray(row["alpha_star"]), cfg.readout, 4)
         assert row["nasi_readout"]["ops"] == list(cands[0])
         scfg = ScoreConfig(batch_size=2, cells_per_stage=1, channels=2, image_size=8)
-        cols = [score_cells(scfg.__class__(**{**scfg.__dict__, "proxy": "params"}), cands, 0, progress=False),
-                score_cells(scfg.__class__(**{**scfg.__dict__, "proxy": "az_expressivity",
-                                              "init_scheme": "kaiming"}), cands, 0, progress=False)]
+        cols = [score_cells(dataclasses.replace(scfg, proxy="params"), cands, 0, progress=False),
+                score_cells(dataclasses.replace(scfg, proxy="az_expressivity", init_scheme="kaiming"),
+                            cands, 0, progress=False)]
         agg = rank_aggregate(cols, [1, 1])
         assert row["ops"] == list(cands[int(np.argmax(agg))])
         assert row["choice"] == {"candidates": 4, "chosen_rank_by_probability": int(np.argmax(agg)) + 1}

@@ -201,9 +201,8 @@ def make_score_fn(cfg: ScoreConfig) -> Callable:
             # each ReLU's code kernel, sown with its op's weight (ops not run weigh 0)
             if space.relu_codes is None:
                 raise ScoreError(f"space {space.name!r} sows no ReLU codes: naswot is unavailable")
-            mutable = [space.relu_codes] + (["batch_stats"] if train else [])
             _, state = net.apply({"params": p, "batch_stats": batch_stats}, x_, ops, train=train,
-                                 mutable=mutable)
+                                 mutable=[space.relu_codes] + extra)
             return sum(jax.tree_util.tree_leaves(state[space.relu_codes]))
 
         def count(kind):

@@ -57,8 +57,9 @@ def candidate_cells(space, alpha_star, readout: str, k: int) -> list[tuple[int, 
     K = space.alpha_shape[-1]
     alpha = alpha.reshape(-1, K)
     allowed = np.arange(1, K) if readout == "argmax-no-none" else np.arange(K)
-    logp = alpha[:, allowed] - np.log(np.sum(np.exp(alpha[:, allowed] - alpha[:, allowed].max(1, keepdims=True)),
-                                             axis=1, keepdims=True)) - alpha[:, allowed].max(1, keepdims=True)
+    a = alpha[:, allowed]
+    logp = a - a.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))  # log softmax over the allowed ops
     E, A = alpha.shape[0], len(allowed)
     if A ** E > _MAX_ENUMERATE:
         raise ValueError(f"space {space.name!r} has {A}**{E} cells: too many to rank exactly")
