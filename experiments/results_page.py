@@ -217,6 +217,9 @@ PEERS = [  # published NB201 search results and rank correlations (issue 19's ta
 ]
 
 
+LEAGUE_SAMPLE = ("league_2000.md", "league_1000.md")
+
+
 def league_section():
     lines = ["## 4. The training-free league", "",
              "Every proxy of `nasi_jax/scoring/proxies.py` in one harness (one compilation per proxy; "
@@ -224,7 +227,14 @@ def league_section():
              "(16 real CIFAR-10 images), at the proxy's published one where it differs, and with Gaussian "
              "inputs (`agnostic`). Published values are quoted beside ours with their protocol; ours are "
              "on a uniform sample of cells, theirs mostly on all cells or NAS-Bench-Suite-Zero's 9 445.", "",
-             _read("league_1000.md").strip(), "",
+             _read(LEAGUE_SAMPLE[0] if os.path.exists(os.path.join(RUNS, LEAGUE_SAMPLE[0])) else LEAGUE_SAMPLE[1]).strip(), ""]
+    if os.path.exists(os.path.join(RUNS, "league_all.md")):
+        lines += ["### All 15 625 cells: the cheap proxies and the aggregates", "",
+                  "The proxies that cost under about 50 ms a cell here, scored on every NB201 cell, beside the "
+                  "registered aggregates (`nasi score --proxy ensemble`, components fixed on the 1 000-cell run's "
+                  "validation accuracy; AZ-NAS's on 16 Gaussian inputs):", "",
+                  _read("league_all.md").strip(), ""]
+    lines += [
              "Published search results and correlations of the peers (as issue 19 tabled them; protocols "
              "differ, see each source):", "",
              "| method (source) | search result C10 / C100 / IN16 test | rank correlation |", "|---|---|---|"]
@@ -356,7 +366,7 @@ def main(argv=None):
             f"![label and data agnosticism]({os.path.relpath(prox['scatter_png'].replace('_scatter.png', '_agnostic.png'), 'docs')})",
             "",
         ]
-    if have("league_1000.json"):
+    if have("league_2000.json") or have("league_1000.json"):
         page += league_section()
     if have("ensemble_table.json"):
         page += ensemble_search_section()
