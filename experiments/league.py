@@ -92,6 +92,8 @@ read neither data nor weights): two scorings differing only there give the same 
 score file of either serves both (:func:`prefill`, the registered aggregates)."""
 SLOW_DEFAULT = ("ntk_trace:40,grasp:100,te_nas_cond:300,zico@published:1000,jacob_cov@published:500,"
                 "grad_norm@published:200,snip@published:200")
+"""Rows scored on the last N cells of the sample: the CPU budget of one session on 2 cores
+(cells/s in docs/runs/league_2000.md); on an accelerator, pass ``--slow ''`` for all cells."""
 AGNOSTIC_PROXIES = ("nasi", "jacob_cov", "naswot", "zico", "meco", "swap", "az_expressivity",
                     "az_progressivity", "az_trainability")
 """Scored again with ``--protocols agnostic``: 16 Gaussian inputs and random labels (AZ-NAS's
