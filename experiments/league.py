@@ -127,9 +127,8 @@ def config_key(cfg: dict) -> str:
 
 def prefill(out: str, cfg, seed: int, index, archs, dirs) -> int:
     """Start ``out`` (a ``score_cells`` CSV and its meta file) from the cells of ``index``
-    (arch strings ``archs``)
-    already scored with the same settings (:func:`config_key`) and seed in other score files
-    under ``dirs``: a cell's score depends on the cell, the weights and the batch, which the
+    (arch strings ``archs``) already scored with the same settings (:func:`config_key`) and
+    seed in other score files under ``dirs``: a cell's score depends on the cell, the weights and the batch, which the
     settings and the seed fix, not on which other cells are scored. Returns the cells taken.
     Does nothing if ``out`` exists."""
     if os.path.exists(out):
@@ -150,17 +149,11 @@ def prefill(out: str, cfg, seed: int, index, archs, dirs) -> int:
                     done.setdefault(ix, v)
     if not done:
         return 0
-    arch = dict(zip(index, archs))
-    tmp = out + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(f"index,arch_str,{cfg.proxy}\n")
-        for ix in index:
-            if ix in done:
-                fh.write(f"{ix},{arch[ix]},{done[ix]!r}\n")
-    records.write_json_atomic(meta_path(out), {
+    records.write_json_atomic(meta_path(out), {  # the meta first: a CSV without it is refused
         "config": dataclasses.asdict(cfg), "seed": int(seed), "index_kind": "nb201", "cells": len(index),
         "cells_sha256_16": cells_digest(index), "prefilled_from": sorted(dirs), "prefilled_cells": len(done)})
-    os.replace(tmp, out)
+    lines = [f"{ix},{arch},{done[ix]!r}" for ix, arch in zip(index, archs) if ix in done]
+    records.write_text_atomic(out, "\n".join([f"index,arch_str,{cfg.proxy}", *lines]) + "\n")
     return len(done)
 
 
