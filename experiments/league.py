@@ -12,7 +12,7 @@ az_progressivity@agnostic,az_trainability@agnostic --output docs/runs/league_all
   scores the same cells with ``theta_0`` and the batch of ``PRNGKey(seed)``, through
   :func:`nasi_jax.scoring.score_cells` (one compilation per proxy and protocol; resumable
   CSVs in ``--workdir``, so the command can be stopped and rerun). The slow proxies
-  (``--slow``: the exact NTK trace, GraSP, TE-NAS, and the batch-64 gradient scores) score
+  (``--slow``, :data:`SLOW_DEFAULT`: the exact NTK trace, GraSP, TE-NAS) score
   the last N cells of the sample only (the sample's order is random, so a uniform sample
   too; NumPy's draw of 2 000 cells with seed 0 ends with its draw of 1 000, in another
   order); their rows say how many.
@@ -83,17 +83,18 @@ PUBLISHED_PROTOCOL = {
     "az_progressivity": ({"batch_size": 64, "data": "random", "init_scheme": "kaiming"}, "as az_expressivity"),
     "az_trainability": ({"batch_size": 64, "data": "random", "init_scheme": "kaiming"}, "as az_expressivity"),
     **{name: ({"batch_size": 64, "data": "real"}, "64 real images (NAS-Bench-Suite-Zero's protocol)")
-       for name in ("grad_norm", "snip", "jacob_cov", "naswot")},  # GraSP's b 64: too slow on this CPU
+       for name in ("grad_norm", "snip", "grasp", "jacob_cov", "naswot")},
 }
 DATA_FREE = {"synflow": ("data", "batch_size"), "params": ("data", "batch_size", "init_scheme"),
              "flops": ("data", "batch_size", "init_scheme")}
 """Settings a proxy does not read (SynFlow's input is one all-ones image; parameters and FLOPs
 read neither data nor weights): two scorings differing only there give the same scores, so a
 score file of either serves both (:func:`prefill`, the registered aggregates)."""
-SLOW_DEFAULT = ("ntk_trace:40,grasp:100,te_nas_cond:300,zico@published:1000,jacob_cov@published:500,"
-                "grad_norm@published:200,snip@published:200")
-"""Rows scored on the last N cells of the sample: the CPU budget of one session on 2 cores
-(cells/s in docs/runs/league_2000.md); on an accelerator, pass ``--slow ''`` for all cells."""
+SLOW_DEFAULT = "ntk_trace:40,grasp:100,grasp@published:40,te_nas_cond:300"
+"""Rows scored on the last N cells of the sample (a uniform sample too): the three slowest
+proxies, at 0.1-2 cells/s on 2 cores (cells/s in docs/runs/league_2000.md), within one
+session's CPU; every other row, published protocols included, scores all the cells. On an
+accelerator, pass ``--slow ''`` for all cells."""
 AGNOSTIC_PROXIES = ("nasi", "jacob_cov", "naswot", "zico", "meco", "swap", "az_expressivity",
                     "az_progressivity", "az_trainability")
 """Scored again with ``--protocols agnostic``: 16 Gaussian inputs and random labels (AZ-NAS's

@@ -219,10 +219,10 @@ def test_memory_budget(tmp_path):
     full = memory.compiled_peak_bytes(score._compiled_scorer(
         dataclasses.replace(cfg, chunk_size=20), inputs, jax.local_devices()[:1])[0])
     small = memory.compiled_peak_bytes(score._compiled_scorer(
-        dataclasses.replace(cfg, chunk_size=5), inputs, jax.local_devices()[:1])[0])
+        dataclasses.replace(cfg, chunk_size=10), inputs, jax.local_devices()[:1])[0])
     assert small < full
     chosen, _ = score._plan(cfg, inputs, jax.local_devices()[:1], (small + full) // 2)
-    assert chosen.chunk_size < 20
+    assert chosen.chunk_size == 10  # halving from b*K = 20: the first that fits (compiled above)
     with pytest.raises(memory.MemoryBudgetError):
         search.run_search(dataclasses.replace(search.SearchConfig(), steps=1, batch_size=2, channels=2,
                                               cells_per_stage=1, image_size=8), [0],
