@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_space import registered
 
 from nasi_jax import cli, ntk, score, search
 from nasi_jax.spaces import nb201
@@ -180,11 +181,14 @@ MULTI = textwrap.dedent("""
     cells = {cells}
     one = score.score_cells(cfg, cells, seed=0, progress=False)
     four = score.score_cells(cfg, cells, seed=0, progress=False, devices=jax.devices())
-    s = search.SearchConfig(preset="paper", steps=3, batch_size=4, channels=2, cells_per_stage=1,
-                            image_size=8, nu=5.0, nu_mode="adaptive")
-    scan = search.Execution(loop="scan")
-    a = search.run_search(s, seeds=list(range(6)), execution=scan)
-    b = search.run_search(s, seeds=list(range(6)), execution=scan, devices=jax.devices())
+    import sys
+    sys.path.insert(0, {tests!r})
+    from toy_space import registered  # seeds sharded whatever the space: the toy one compiles fast
+    with registered():
+        s = search.SearchConfig(space="toy", steps=3, batch_size=4, mu=2.0, nu=5.0, nu_mode="adaptive")
+        scan = search.Execution(loop="scan")
+        a = search.run_search(s, seeds=list(range(6)), execution=scan)
+        b = search.run_search(s, seeds=list(range(6)), execution=scan, devices=jax.devices())
     print(json.dumps({{"one": one.tolist(), "four": four.tolist(),
         "ops_equal": bool((a.ops == b.ops).all()), "s_equal": bool((a.history["s"] == b.history["s"]).all()),
         "alpha_maxdiff": float(np.abs(a.alpha_star - b.alpha_star).max())}}))
@@ -192,9 +196,10 @@ MULTI = textwrap.dedent("""
 
 
 def test_multi_device_equals_one_device():
-    """Cells and seeds sharded over 4 (forced host) devices give the one-device results."""
+    """Cells (NB201's scorer) and seeds (a search on the toy space of tests/toy_space.py)
+    sharded over 4 (forced host) devices give the one-device results."""
     from conftest import TEST_XLA_FLAGS
-    code = MULTI.format(cells=CELLS[:5], flags=TEST_XLA_FLAGS)  # 5 cells over 4 devices: the last group is padded
+    code = MULTI.format(cells=CELLS[:5], flags=TEST_XLA_FLAGS, tests=os.path.dirname(os.path.abspath(__file__)))  # 5 cells over 4 devices: the last group is padded
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -223,7 +228,5 @@ def test_memory_budget(tmp_path):
     assert small < full
     chosen, _ = score._plan(cfg, inputs, jax.local_devices()[:1], (small + full) // 2)
     assert chosen.chunk_size == 10  # halving from b*K = 20: the first that fits (compiled above)
-    with pytest.raises(memory.MemoryBudgetError):
-        search.run_search(dataclasses.replace(search.SearchConfig(), steps=1, batch_size=2, channels=2,
-                                              cells_per_stage=1, image_size=8), [0],
-                          memory_budget=1000)
+    with registered(), pytest.raises(memory.MemoryBudgetError):  # the search's check: any space
+        search.run_search(search.SearchConfig(space="toy", steps=1), [0], memory_budget=1000)
