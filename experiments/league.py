@@ -190,9 +190,9 @@ def correlations(x, accs, mask=None):
 def measure_rate(cfg, ops, seed, images, labels, n):
     """``(cells per second, compile seconds)`` of :func:`nasi_jax.scoring.score_cells` for
     ``cfg``: one cell compiles; then the first ``n // 4`` and the first ``n`` cells of ``ops``
-    are timed, and the rate is the difference's (the per-call set-up cancels)."""
-    kw = dict(seed=seed, images=images if cfg.data != "random" else None,
-              labels=labels if cfg.data == "real" else None, progress=False)
+    are timed, and the rate is the difference's (the per-call set-up cancels). The scorer reads
+    ``images`` and ``labels`` only where ``cfg.data`` needs them."""
+    kw = dict(seed=seed, images=images, labels=labels, progress=False)
 
     def timed(cells):
         t0 = time.perf_counter()
@@ -294,8 +294,7 @@ def main(argv=None):
         print(f"[league] {name} ({proto}: b {cfg.batch_size}, {cfg.data}, {cfg.init_scheme}; {n} cells"
               f"{f', {taken} read from earlier score files' if taken else ''})", file=sys.stderr, flush=True)
         vals = scoring.score_cells(cfg, ops[part], seed=a.seed, output=out, index=index[part], index_kind="nb201",
-                                   images=images if cfg.data != "random" else None,
-                                   labels=labels if cfg.data == "real" else None, progress=True)
+                                   images=images, labels=labels, progress=True)  # read as cfg.data needs
         vals = np.concatenate([np.full(n_all - n, np.nan), vals])
         mask = ~np.isnan(vals)
         sign = scoring.PROXIES[name].sign
