@@ -49,13 +49,13 @@ def tiny_choice(monkeypatch):
 
 def test_search_chooses_the_aggregates_best_candidate(tiny_choice, tmp_path):
     out = tmp_path / "r.json"
-    flags = ["--seeds", "2", "--steps", "3", "--batch-size", "2", "--channels", "2", "--cells", "1",
+    flags = ["--seeds", "2", "--steps", "3", "--batch-size", "4", "--channels", "2", "--cells", "1",
              "--image-size", "8", "--no-progress"]
     assert cli.main(["search", "--preset", "test-nasi-ens", *flags, "--output", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["config"]["objective"] == "nasi+ensemble" and r["config"]["candidates"] == 4
     assert r["choose_time_s"] > 0
-    cfg = search.SearchConfig(preset="test-nasi-ens", steps=3, batch_size=2, channels=2, cells_per_stage=1,
+    cfg = search.SearchConfig(preset="test-nasi-ens", steps=3, batch_size=4, channels=2, cells_per_stage=1,
                               image_size=8)
     for row in r["seeds"]:
         cands = choose.candidate_cells("nb201", np.asarray(row["alpha_star"]), cfg.readout, 4)

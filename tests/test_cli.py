@@ -1,7 +1,6 @@
 """The `nasi` command: a tiny end-to-end search, the result file, info, and clear errors."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -115,12 +114,11 @@ def test_data_dir_without_cifar(tmp_path, capsys):
 
 
 def test_real_data_tiny_search(tmp_path):
+    """A search on CIFAR-10 images with random labels, end to end (in this process; the console
+    entry point runs as a subprocess in test_help_runs and test_compilation_cache.py)."""
     d = data_path("cifar10_jpeg")
     out = tmp_path / "r.json"
-    env = dict(os.environ)
-    # a real-data search end to end through the console entry point (subprocess)
-    cmd = [sys.executable, "-m", "nasi_jax.cli", "search", "--data", "random-labels", "--data-dir", str(d),
-           "--steps", "2", "--batch-size", "4", "--channels", "2", "--cells", "1", "--no-progress",
-           "--output", str(out)]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
-    assert json.loads(out.read_text())["config"]["data"] == "random-labels"
+    assert cli.main(["search", "--data", "random-labels", "--data-dir", str(d), "--steps", "1", "--batch-size", "4",
+                     "--channels", "2", "--cells", "1", "--no-progress", "--output", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["config"]["data"] == "random-labels" and r["config"]["image_size"] == 32

@@ -1,8 +1,8 @@
 """What the search does whatever the space, on the toy space of ``tests/toy_space.py`` (a
 second to compile where the smallest NB201 supernet takes ~10 s): the loops and seed batching
 agree, G_t from forward-over-reverse equals the literal grad-of-grad, the data path draws the
-documented batches, non-finite scores stop the run, and a mu = 0 run replays every ceiling
-rule. NB201's supernet keeps its own tests in test_search.py (one compilation for eight seeds,
+documented batches, non-finite scores stop the run, a mu = 0 run replays every ceiling
+rule, and the staged step selects the one-program step's cells. NB201's supernet keeps its own tests in test_search.py (one compilation for eight seeds,
 same seed same cell, the adaptive ceiling), test_score.py (sharded over devices, the scan
 loop) and test_cli.py."""
 
@@ -46,6 +46,22 @@ def test_vmap_batching_equals_map(tiny, eight_seeds):
     assert search.TRACE_COUNT["search"] - before == 1
     np.testing.assert_allclose(resv.alpha_star, eight_seeds.alpha_star, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(resv.history["s"], eight_seeds.history["s"], rtol=1e-4)
+
+
+def test_staged_step_selects_the_one_program_cells(tiny):
+    """Through the runner, ``Execution(step_impl='staged')`` (the space's stages, compiled stage
+    by stage) gives the one-program step's s, alpha* and cells, to float32 rounding, penalised
+    steps included; a space that offers both keeps the one-program step by default. (NB201's
+    and DARTS' stages equal their one-program steps in float64: test_staged.py.)"""
+    assert search.resolve_step_impl(tiny) == "one-program"
+    one = search.run_search(tiny, [0, 1], execution=search.Execution(step_impl="one-program"))
+    st = search.run_search(tiny, [0, 1], execution=search.Execution(step_impl="staged"))
+    assert st.execution.step_impl == "staged" and one.execution.step_impl == "one-program"
+    s = one.history["s"]
+    assert (s > one.history["nu"]).any() and (s < one.history["nu"]).any()  # both branches of eq. 18
+    assert st.arch_strs == one.arch_strs
+    np.testing.assert_allclose(st.history["s"], s, rtol=1e-5)
+    np.testing.assert_allclose(st.alpha_star, one.alpha_star, rtol=1e-4, atol=1e-6)
 
 
 def test_fixed_nu_and_soft_samples(tiny):

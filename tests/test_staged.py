@@ -156,18 +156,6 @@ def test_nb201_staged_step_equals_the_one_program_step(x64):
     assert not np.asarray(g[:, 0]).any() and np.abs(np.asarray(g[:, 1:])).min() > 0  # `none` is skipped
 
 
-def test_nb201_staged_search_selects_the_one_program_cells():
-    """Through the runner: ``Execution(step_impl='staged')`` on NB201 selects the same cells as the
-    one-program step (float32, a tiny supernet), with s within float32 rounding."""
-    cfg = search.SearchConfig(steps=3, batch_size=4, channels=2, cells_per_stage=1, image_size=8)
-    one = search.run_search(cfg, [0, 1], execution=search.Execution(step_impl="one-program"))
-    st = search.run_search(cfg, [0, 1], execution=search.Execution(step_impl="staged"))
-    assert st.execution.step_impl == "staged" and one.execution.step_impl == "one-program"
-    assert st.arch_strs == one.arch_strs
-    np.testing.assert_allclose(st.history["s"], one.history["s"], rtol=1e-5)
-    np.testing.assert_allclose(st.alpha_star, one.alpha_star, rtol=1e-4, atol=1e-6)
-
-
 def test_darts_stages_bn_options_and_trace_alone(x64):
     """The stages follow the supernet's options: affine cell BatchNorms (extra parameters, all
     owned by stages) and eval-mode BatchNorm (the initial running averages) give the supernet's

@@ -3,13 +3,14 @@
 
 It is cheap to compile (about a second for a search step, against ~10 s for the smallest NB201
 supernet), so the tests of what the search does whatever the space (seed batching, the loops,
-the second-order gradient, replay, the data path, non-finite scores) run on it; NB201's own
-tests keep the supernet's. :func:`registered` registers it with its preset ``toy-test``.
+the second-order gradient, replay, the data path, non-finite scores, the staged step through
+the runner) run on it; NB201's own tests keep the supernet's. :func:`registered` registers it with its preset ``toy-test``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 
 import flax.linen as nn
@@ -17,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nasi_jax import presets, spaces
+from nasi_jax import ntk, presets, spaces
+from nasi_jax.spaces.base import Stage
 
 OPS = ("none", "skip", "conv")
 
@@ -47,6 +49,28 @@ class ToyNet(nn.Module):
         return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 
+class _Stem(nn.Module):
+    channels: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(self.channels, (3, 3), padding="SAME", name="stem")(x)
+        return nn.BatchNorm(use_running_average=False, name="bn")(x)
+
+
+def _stem_stage(channels, params, x, a, y):
+    return _Stem(channels).apply({"params": params}, x, mutable=["batch_stats"])[0]
+
+
+def _edge_stage(e, params, x, a, y):  # x + edge_e(x, A[e])
+    return x + _Edge().apply({"params": params}, x, a[e])
+
+
+def _head_stage(num_classes, params, x, a, y):
+    logits = nn.Dense(num_classes).apply({"params": params["head"]}, jnp.mean(x, axis=(1, 2)))
+    return ntk.cross_entropy(logits, y)
+
+
 class ToySpace(spaces.Space):
     name = "toy"
     alpha_shape = (2, len(OPS))
@@ -55,6 +79,15 @@ class ToySpace(spaces.Space):
 
     def supernet(self, *, channels, cells_per_stage, num_classes, init_scheme, conv_impl, dtype=jnp.float32):
         return ToyNet(channels, num_classes)
+
+    def stages(self, net):
+        """The toy supernet as four stages (train-mode BatchNorm): stem, edge_0, edge_1, head."""
+        return [Stage("stem", ("stem", "bn"), functools.partial(_stem_stage, net.channels)),
+                *(Stage(f"edge_{e}", (), functools.partial(_edge_stage, e), path=(f"edge_{e}",)) for e in range(2)),
+                Stage("head", ("head",), functools.partial(_head_stage, net.num_classes))]
+
+    def step_impls(self):
+        return ("one-program", "staged")
 
     def to_text(self, ops):
         return "-".join(OPS[int(o)] for o in np.asarray(ops).reshape(-1))
