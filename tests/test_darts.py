@@ -325,10 +325,11 @@ def test_conv_impls_match_xla(x64, impl):
         np.testing.assert_allclose(ref.apply(v, x), other.apply(v, x), rtol=1e-5, atol=1e-5)
     xs = jax.random.normal(_key(1), (2, 8, 8, 3), jnp.float64)
     w = jax.nn.softmax(jax.random.normal(_key(2), (2, 14, 8), jnp.float64), axis=-1)
-    variables = _supernet_vars(xs, w, dtype=jnp.float64)
+    one_cell = dict(TINY, layers=1)  # one reduction cell: stride-2 and stride-1 edges, every op
+    variables = D.DartsSupernet(**one_cell, dtype=jnp.float64).init(_key(), xs, w, train=False)
 
     def loss(impl_, params, w_):
-        out, _ = D.DartsSupernet(**TINY, conv_impl=impl_, dtype=jnp.float64).apply(
+        out, _ = D.DartsSupernet(**one_cell, conv_impl=impl_, dtype=jnp.float64).apply(
             {**variables, "params": params}, xs, w_, train=True, mutable=["batch_stats"])
         return jnp.sum(out * jnp.arange(10.0))
 
