@@ -1,10 +1,11 @@
 """What the search does whatever the space, on the toy space of ``tests/toy_space.py`` (a
 second to compile where the smallest NB201 supernet takes ~10 s): the loops and seed batching
 agree, G_t from forward-over-reverse equals the literal grad-of-grad, the data path draws the
-documented batches, non-finite scores stop the run, a mu = 0 run replays every ceiling
-rule, and the staged step selects the one-program step's cells. NB201's supernet keeps its own tests in test_search.py (one compilation for eight seeds,
-same seed same cell, the adaptive ceiling), test_score.py (sharded over devices, the scan
-loop) and test_cli.py."""
+documented batches, non-finite scores stop the run, a mu = 0 run replays every ceiling rule,
+and the staged step selects the one-program step's cells. NB201's supernet keeps its own tests
+in test_search.py (one compilation for eight seeds, same seed same cell, the adaptive ceiling),
+test_score.py (sharded over devices, the scan loop), test_staged.py (its stages in float64)
+and test_cli.py."""
 
 import dataclasses
 
