@@ -115,7 +115,8 @@ def test_data_dir_without_cifar(tmp_path, capsys):
 
 def test_real_data_tiny_search(tmp_path):
     """A search on CIFAR-10 images with random labels, end to end (in this process; the console
-    entry point runs as a subprocess in test_help_runs and test_compilation_cache.py)."""
+    entry point runs as a subprocess in test_help_runs, whole searches through the CLI in a
+    subprocess in test_compilation_cache.py)."""
     d = data_path("cifar10_jpeg")
     out = tmp_path / "r.json"
     assert cli.main(["search", "--data", "random-labels", "--data-dir", str(d), "--steps", "1", "--batch-size", "4",

@@ -10,8 +10,11 @@ import pytest
 
 from nasi_jax import compilation_cache as cc
 
-TINY = ["search", "--preset", "paper", "--steps", "2", "--batch-size", "4", "--channels", "2", "--cells", "1",
-        "--image-size", "8", "--no-progress"]
+# `nasi search` on the toy space of tests/toy_space.py (registered in the subprocess): the cache
+# works the same for every space, and the toy step compiles in about a second
+TOY = ["search", "--space", "toy", "--steps", "2", "--no-progress"]
+_TOY_CLI = ("import sys; sys.path.insert(0, {tests!r}); from toy_space import registered; "
+            "from nasi_jax import cli\nwith registered(): sys.exit(cli.main({args!r}))")
 
 
 def test_folder_order(monkeypatch, tmp_path):
@@ -78,8 +81,9 @@ def test_unwritable_folder_is_one_clear_error(tmp_path):
         cc.enable(str(blocker / "cache"))
 
 
-def _nasi(args, env):
-    out = subprocess.run([sys.executable, "-m", "nasi_jax.cli", *args], capture_output=True, text=True, env=env)
+def _nasi_toy(args, env):
+    code = _TOY_CLI.format(tests=os.path.dirname(os.path.abspath(__file__)), args=list(args))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -90,7 +94,7 @@ def test_second_run_loads_every_program(tmp_path, monkeypatch, capsys):
     env["NASI_JAX_CACHE_DIR"] = str(tmp_path / "cache")  # the default folder, as a user gets it
     runs = []
     for i in range(2):
-        _nasi([*TINY, "--output", str(tmp_path / f"r{i}.json")], env)
+        _nasi_toy([*TOY, "--output", str(tmp_path / f"r{i}.json")], env)
         runs.append(json.loads((tmp_path / f"r{i}.json").read_text()))
     first, second = runs[0]["compilation_cache"], runs[1]["compilation_cache"]
     assert first["dir"] == second["dir"] == str(tmp_path / "cache")

@@ -4,8 +4,8 @@ agree, G_t from forward-over-reverse equals the literal grad-of-grad, the data p
 documented batches, non-finite scores stop the run, a mu = 0 run replays every ceiling rule,
 and the staged step selects the one-program step's cells. NB201's supernet keeps its own tests
 in test_search.py (one compilation for eight seeds, same seed same cell, the adaptive ceiling),
-test_score.py (sharded over devices, the scan loop), test_staged.py (its stages in float64)
-and test_cli.py."""
+test_score.py (the scorer against the discrete networks), test_staged.py (its stages in
+float64) and test_cli.py."""
 
 import dataclasses
 
