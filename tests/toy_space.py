@@ -4,7 +4,8 @@
 It is cheap to compile (about a second for a search step, against ~10 s for the smallest NB201
 supernet), so the tests of what the search does whatever the space (seed batching, the loops,
 the second-order gradient, replay, the data path, non-finite scores, the staged step through
-the runner) run on it; NB201's own tests keep the supernet's. :func:`registered` registers it with its preset ``toy-test``.
+the runner) run on it; NB201's own tests keep the supernet's. :func:`registered` registers it
+with its preset ``toy-test``.
 """
 
 from __future__ import annotations
@@ -36,14 +37,19 @@ class _Edge(nn.Module):
         return sum(w[k] * branches[k](self, x) for k in range(len(OPS)))
 
 
+def _stem(x, channels, train):
+    """The stem, inside a parent's compact method: parameters ``stem`` and ``bn``."""
+    x = nn.Conv(channels, (3, 3), padding="SAME", name="stem")(x)
+    return nn.BatchNorm(use_running_average=not train, name="bn")(x)
+
+
 class ToyNet(nn.Module):
     channels: int = 4
     num_classes: int = 10
 
     @nn.compact
     def __call__(self, x, arch_weights, train: bool = True):
-        x = nn.Conv(self.channels, (3, 3), padding="SAME", name="stem")(x)
-        x = nn.BatchNorm(use_running_average=not train, name="bn")(x)
+        x = _stem(x, self.channels, train)
         for e in range(2):  # two edges in a chain
             x = x + _Edge(name=f"edge_{e}")(x, arch_weights[e])
         return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
@@ -54,8 +60,7 @@ class _Stem(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(self.channels, (3, 3), padding="SAME", name="stem")(x)
-        return nn.BatchNorm(use_running_average=False, name="bn")(x)
+        return _stem(x, self.channels, True)
 
 
 def _stem_stage(channels, params, x, a, y):
