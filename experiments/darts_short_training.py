@@ -26,8 +26,11 @@ tau and Spearman's rho). If the short recipe cannot order
 NB201 cells whose accuracies differ by points, it cannot rank DARTS genotypes either.
 
 Every training is a ``nasi train`` run in its own folder under ``--workdir`` (checkpoints
-after every epoch: a stopped command resumes where it stopped); the result files are written
-after every candidate (atomically), merged into what the file already holds. CPU cost: some
+after every epoch: a stopped command resumes where it stopped); ``train`` goes seed by seed
+(every candidate at seed 0, then at seed 1) and writes the results file after every run
+(atomically), merged into what it already holds: a run recorded there is not retrained, so
+the committed file carries a comparison across sessions whose workdirs are gone. Each run's
+test accuracy is taken at its end and stored unread (``table --read-test`` shows it). CPU cost: some
 20-25 minutes a DARTS training here (2 cores; docs/darts.md), so the default set (12
 candidates x 2 seeds) is a background job of hours; a GPU makes it cheap. Relative paths
 (candidates' files, ``--workdir``, ``--output``) are taken from the repository's root.
@@ -131,29 +134,50 @@ def candidates_from(args) -> list[tuple[str, str]]:
 
 
 def cmd_train(args) -> dict:
+    """Seed by seed (every candidate at seed 0 first, then seed 1, ...): each finished run is
+    written at once, and a run already in ``--output`` (same recipe, same genotype) is kept
+    and not retrained, even when its workdir is gone (this machine keeps no untracked folder
+    from one session to the next; the committed results file carries the finished runs)."""
     cfg = short_recipe(epochs=args.epochs)
     data = train.load_data(cfg, args.data_dir)
+    test_set = load_cifar10_split(args.data_dir, split="test")
     seeds = args.seeds
     out = _existing(args.output, cfg)
+    cands = []
     for name, source in candidates_from(args):
         try:
-            g = genotype_of(source)
+            cands.append((name, source, genotype_of(source)))
         except FileNotFoundError as e:
             print(f"[short] {name}: skipped: {e}", file=sys.stderr)
-            continue
-        text = darts.genotype_to_str(g)
-        runs = []
-        for seed in seeds:
+    for seed in seeds:
+        for name, source, g in cands:
+            text = darts.genotype_to_str(g)
+            entry = out.get(name)
+            if entry is not None and entry["genotype"] != text:
+                raise SystemExit(f"{args.output}: {name!r} was trained as {entry['genotype']}, now {text}; "
+                                 "pick another --output or name")
+            runs = [r for r in (entry or {}).get("runs", []) if r["seed"] != seed]
+            if entry is not None and len(runs) < len(entry["runs"]):
+                continue  # this seed is done
             print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)
-            r, _ = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
-                           not args.quiet)
-            runs.append(r)
-        out[name] = {"source": source, "genotype": text,
-                     "params_short_network": darts.count_params(g, **SIZE),
-                     "params_c36_20_cells": darts.count_params(g, channels=36, layers=20),
-                     "runs": runs, **_summary(runs)}
-        _write(args, "train", cfg, seeds, out)
+            r, res = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
+                             not args.quiet)
+            r["test_acc"] = _test_acc(cfg, text, res.state, test_set)
+            runs = sorted(runs + [r], key=lambda x: x["seed"])
+            out[name] = {"source": source, "genotype": text,
+                         "params_short_network": darts.count_params(g, **SIZE),
+                         "params_c36_20_cells": darts.count_params(g, channels=36, layers=20),
+                         "runs": runs, **_summary(runs)}
+            _write(args, "train", cfg, seeds, out)
     return out
+
+
+def _test_acc(cfg, genotype: str, state, test_set) -> float:
+    """CIFAR-10 test accuracy of a finished run's final state, stored with the run and left
+    unread (``table`` shows it only with ``--read-test``, after the choice): the checkpoints
+    that could give it later do not outlast a session here."""
+    step = train.make_eval_step(cfg, genotype, steps_per_epoch=TRAIN_IMAGES // cfg.batch_size)
+    return float(train.evaluate(step, state, *test_set, cfg.eval_batch_size)[1])
 
 
 def _existing(path: str, cfg) -> dict:
@@ -266,26 +290,13 @@ def figure(rows, test: dict, path: str) -> None:
 
 
 def read_test(args, res) -> dict:
-    """Each finished run's CIFAR-10 test accuracy (the 10 000 test images), reloaded from its
-    workdir; only after the choice on validation accuracy."""
-    cfg = train.TrainConfig(**res["recipe"]).validate()
-    unfinished = [run["workdir"] for r in res["results"].values() for run in r["runs"]
-                  if not os.path.exists(os.path.join(run["workdir"], "result.json"))]
-    if unfinished:
-        raise SystemExit(f"--read-test reads finished runs only; not finished: {unfinished}")
-    x, y = load_cifar10_split(args.data_dir, split="test")
-    data = train.load_data(cfg, args.data_dir)
-    out = {}
-    for name, r in res["results"].items():
-        accs = []
-        for run in r["runs"]:  # finished: train() restores the last checkpoint, trains nothing
-            _, tr = run_one(cfg, r["genotype"], run["workdir"], run["seed"], data, False)
-            step = train.make_eval_step(cfg, r["genotype"], steps_per_epoch=TRAIN_IMAGES // cfg.batch_size)
-            accs.append(float(train.evaluate(step, tr.state, x, y, cfg.eval_batch_size)[1]))
-        out[name] = accs
-        r["test_acc_per_seed"] = accs
-    write_result(args.output, res)
-    return out
+    """Each run's CIFAR-10 test accuracy (the 10 000 test images), stored by ``train`` at the
+    end of the run; only after the choice on validation accuracy."""
+    missing = [f"{name} seed {run['seed']}" for name, r in res["results"].items() for run in r["runs"]
+               if "test_acc" not in run]
+    if missing:
+        raise SystemExit(f"--read-test: no test accuracy stored for {missing}; rerun 'train'")
+    return {name: [run["test_acc"] for run in r["runs"]] for name, r in res["results"].items()}
 
 
 def _seeds(text: str) -> list[int]:
