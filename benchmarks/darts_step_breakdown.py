@@ -3,7 +3,7 @@
     python benchmarks/darts_step_breakdown.py [--batch 64] [--cells 2] [--steps 2] [--output FILE.json]
 
 Runs ``--steps`` staged search steps (:func:`nasi_jax.search.staged.chain_trace_and_grad`,
-the DARTS supernet at C = 16, ``3 * cells + 2`` cells, ``conv_impl='xla-dense'``) with every
+the DARTS supernet at C = 16, ``3 * cells + 2`` cells, ``--conv-impl``) with every
 stage program timed on its own (each call blocks until its result is ready, so the programs
 do not overlap as they may in a normal step: the sum is an upper bound of the step). A stage's
 four programs are ``fwd`` (its forward pass), ``bwd`` (the VJP for ``v = grad_theta L``,
@@ -60,11 +60,13 @@ def main(argv=None) -> int:
     p.add_argument("--cells", type=int, default=2, help="cells per stage (3N+2 cells; 2 -> 8)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--steps", type=int, default=2, help="steps to run (the first compiles; default 2)")
+    p.add_argument("--conv-impl", default="xla-taps", choices=("xla-taps", "xla-dense", "xla"),
+                   help="the supernet's depthwise convolutions (default xla-taps, the CPU default)")
     p.add_argument("--output", help="also write the JSON result here")
     args = p.parse_args(argv)
     cfg = search.SearchConfig(space="darts", preset="paper", batch_size=args.batch, cells_per_stage=args.cells,
                               channels=args.channels).validate()
-    exe = search.Execution(loop="host", seed_batching="map", conv_impl="xla-dense").resolve(cfg)
+    exe = search.Execution(loop="host", seed_batching="map", conv_impl=args.conv_impl).resolve(cfg)
     net = search.make_network(cfg, exe)
     sts = get_space("darts").stages(net)
     state = search.init_state(cfg, exe, jax.random.PRNGKey(0))
@@ -76,8 +78,8 @@ def main(argv=None) -> int:
     plain = orig.__wrapped__
 
     @functools.lru_cache(maxsize=None)
-    def timed(stage_apply):
-        progs = plain(stage_apply)
+    def timed(stage_apply, vjp_apply):
+        progs = plain(stage_apply, vjp_apply)
 
         def wrap(prog, f):
             def g(*a):
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
     print("\n".join(rows))
     total = sum(sum(v["step_s"].values()) for v in out.values())
     print(f"programs {total:.1f} s of a {walls[-1]:.1f} s step (timed one by one); first step {walls[0]:.1f} s")
-    res = {"batch": args.batch, "cells": 3 * args.cells + 2, "step_walls_s": walls, "programs_sum_s": total,
+    res = {"batch": args.batch, "conv_impl": args.conv_impl, "cells": 3 * args.cells + 2, "step_walls_s": walls, "programs_sum_s": total,
            "kinds": out, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
     print(json.dumps(res))
     if args.output:

@@ -147,9 +147,10 @@ def main(argv=None) -> int:
     p.add_argument("--cells", type=int, default=2, help="normal cells per stage (3N+2 cells; 2 -> 8)")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--conv-impl", default="xla-dense", choices=("xla", "xla-dense", "xla-shift"),
-                   help="xla-dense (default): depthwise convolutions as dense ones with a diagonal kernel, "
-                        "5-7x faster per step on CPU than xla (nasi_jax.spaces.darts.resolve_conv_impl)")
+    p.add_argument("--conv-impl", default="xla-taps", choices=("xla", "xla-dense", "xla-taps", "xla-shift"),
+                   help="xla-taps (default): depthwise convolutions as shifted taps with hand-written "
+                        "derivatives (nasi_jax.spaces.darts.taps); xla-dense: as dense ones with a diagonal "
+                        "kernel, the earlier default (docs/darts.md compares them)")
     p.add_argument("--data", default="random", choices=DATA_MODES,
                    help="random (default: Gaussian inputs, random labels), random-labels or real "
                         "(CIFAR-10 images of NB201's 25 000-image train half; needs --data-dir)")

@@ -344,6 +344,44 @@ def test_conv_impls_match_xla(x64, impl):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("wgrad", ["taps", "dense"])  # the kernel's gradient: its two forms
+def test_taps_depthwise_conv_and_its_derivatives(x64, monkeypatch, wgrad):
+    """``xla-taps`` (:mod:`nasi_jax.spaces.darts.taps`): the depthwise convolution and its
+    hand-written derivatives equal XLA's grouped convolution's (float64): values, the VJP in
+    ``x`` and ``w`` (reverse form), the JVP and the reverse pass over the JVP (forward form),
+    at every stride, dilation and padding DARTS uses; each form refuses the other mode."""
+    from nasi_jax.spaces.darts import taps
+    if wgrad == "dense":
+        monkeypatch.setattr(taps, "TAPS_WGRAD_MAX", 0)
+    channels = 3
+    x = jax.random.normal(_key(3), (2, 9, 10, channels), jnp.float64)
+    for k, s, d, p in ((3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 2), (5, 1, 2, 4), (3, 2, 1, 0)):
+        w = jax.random.normal(_key(k + s + d), (k, k, 1, channels), jnp.float64)
+        ref = lambda x_, w_: jax.lax.conv_general_dilated(  # noqa: E731
+            x_, w_, (s, s), ((p, p), (p, p)), rhs_dilation=(d, d), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=channels)
+        rev = lambda x_, w_: taps.depthwise_conv(x_, w_, k, s, d, p)  # noqa: E731
+        fwd = lambda x_, w_: taps.depthwise_conv_jvp(x_, w_, k, s, d, p)  # noqa: E731
+        y = ref(x, w)
+        np.testing.assert_allclose(rev(x, w), y, rtol=1e-12, atol=1e-12)
+        ct = jax.random.normal(_key(9), y.shape, jnp.float64)
+        for a, b in zip(jax.vjp(ref, x, w)[1](ct), jax.vjp(rev, x, w)[1](ct)):
+            np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-11)
+        dx, dw = jax.random.normal(_key(10), x.shape, jnp.float64), jax.random.normal(_key(11), w.shape, jnp.float64)
+        for a, b in zip(jax.jvp(ref, (x, w), (dx, dw)), jax.jvp(fwd, (x, w), (dx, dw))):
+            np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-11)
+
+        def second(f):  # reverse over forward, in (x, dx, w): the staged step's hbwd program
+            h = lambda x_, dx_, w_: jnp.sum(jnp.sin(jax.jvp(f, (x_, w_), (dx_, dw))[1]) * ct)  # noqa: E731
+            return jax.grad(h, argnums=(0, 1, 2))(x, dx, w)
+        for a, b in zip(second(ref), second(fwd)):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(rev, (x, w), (x, w))
+    with pytest.raises(NotImplementedError, match="Transpose rule"):
+        jax.grad(lambda x_: jnp.sum(fwd(x_, w)))(x)
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_separable_max_pool_equals_reduce_window(stride):
     x = jax.random.normal(_key(5), (2, 9, 8, 3))

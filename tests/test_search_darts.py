@@ -79,7 +79,12 @@ def test_darts_space_defaults_and_errors():
         Ex(conv_impl="fast").resolve(cfg)
     # conv_impl='auto' is resolved once, so result files record what ran
     assert Ex().resolve(search.SearchConfig()).conv_impl == "xla"
-    assert Ex().resolve(cfg).conv_impl == ("xla-dense" if jax.default_backend() == "cpu" else "xla")
+    on_cpu = jax.default_backend() == "cpu"
+    assert Ex().resolve(cfg).conv_impl == ("xla-taps" if on_cpu else "xla")  # the staged step on CPU
+    assert Ex(loop="scan").resolve(cfg).conv_impl == ("xla-dense" if on_cpu else "xla")  # one program
+    with pytest.raises(ValueError, match="xla-taps.*rev-rev"):
+        Ex(loop="scan", conv_impl="xla-taps").resolve(cfg)
+    assert Ex(loop="scan", conv_impl="xla-taps", grad_mode="rev-rev").resolve(cfg).step_impl == "one-program"
     assert search.resolve_step_impl(cfg, Ex(loop="scan")) == "one-program"
     assert search.resolve_step_impl(cfg, Ex(loop="host")) == "staged"
 

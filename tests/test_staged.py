@@ -131,6 +131,14 @@ def test_darts_staged_step_equals_the_one_program_step(x64):
     g = _staged_equals_one_program(net, variables, sts, x, y, A, "darts")
     assert np.abs(np.asarray(g[1, :, 1:])).min() > 0 and not np.asarray(g[1, :, 0]).any()  # all but `none`
     assert not np.asarray(g[0]).any()          # the normal cell's weights are unused here
+    # conv_impl xla-taps (the CPU default): each program with the depthwise form it needs, same (s, ds/dA)
+    taps_net = net.clone(conv_impl="xla-taps")
+    taps_sts = staged.stages(taps_net)
+    assert [st.vjp_apply is not None for st in taps_sts] == ["/edge_" in st.name for st in taps_sts]
+    s_taps, g_taps = staged.trace_and_grad(taps_net, variables["params"], x, y, A)
+    s_ref, g_ref = staged.trace_and_grad(net, variables["params"], x, y, A)
+    np.testing.assert_allclose(s_taps, s_ref, rtol=1e-12)
+    np.testing.assert_allclose(g_taps, g_ref, rtol=1e-10, atol=1e-12 * float(np.abs(g_ref).max()))
 
 
 def test_nb201_staged_step_equals_the_one_program_step(x64):

@@ -79,10 +79,11 @@ def add_parser(sub):
     s.add_argument("--image-size", type=positive_int("--image-size"),
                    help=pre("image_size", "input size for --data random (CIFAR-10 modes need 32)"))
     g = s.add_argument_group("execution (how it runs; the same cells whatever the choice)")
-    g.add_argument("--conv-impl", choices=("auto", "xla", "xla-dense", "xla-shift", "loop-safe"),
+    g.add_argument("--conv-impl", choices=("auto", "xla", "xla-dense", "xla-taps", "xla-shift", "loop-safe"),
                    default="auto",
                    help="the supernet's convolutions; auto: the space's choice for the backend (darts on "
-                   "CPU: xla-dense, docs/darts.md); loop-safe needs --grad-mode rev-rev")
+                   "CPU: xla-taps for the staged step, xla-dense in one program; docs/darts.md); "
+                   "loop-safe needs --grad-mode rev-rev, and so does xla-taps in one program")
     g.add_argument("--step-impl", choices=("auto", "one-program", "staged"), default="auto",
                    help="the search step as one compiled program, or stage by stage (darts, host loop); "
                    "auto: staged where the space offers it on the CPU")

@@ -205,7 +205,9 @@ class Execution:
             theta) or ``rev-rev`` (the literal grad of grad); equal results (tested).
         conv_impl: the supernet's convolutions, one of the space's ``conv_impls``
             (:meth:`nasi_jax.spaces.Space.resolve_conv_impl`); ``auto``: the space's choice
-            for the backend. ``loop-safe`` needs ``grad_mode='rev-rev'``.
+            for the backend and step (DARTS on CPU: ``xla-taps`` staged, ``xla-dense`` in one
+            program). ``loop-safe`` needs ``grad_mode='rev-rev'``; so does ``xla-taps`` in one
+            program.
         step_impl: ``one-program`` or ``staged`` (the same ``(s, grad_A s)`` computed stage
             by stage, :mod:`nasi_jax.search.staged`, for spaces whose one-program step is too
             large to compile on the CPU, or to compile and load it faster); ``auto``: ``staged``
@@ -242,7 +244,6 @@ class Execution:
             raise ValueError("seed_batching='threads' needs the host loop (loop='host')")
         if batching == "auto":
             batching = "threads" if loop == "host" and backend == "cpu" else "map"
-        conv_impl = space.resolve_conv_impl(self.conv_impl, backend)
         can_stage = ("staged" in space.step_impls() and loop == "host" and batching != "vmap"
                      and cfg.bn_mode == "train")
         step_impl = self.step_impl if self.step_impl != "auto" else (
@@ -251,8 +252,12 @@ class Execution:
             raise ValueError(f"step_impl='staged' needs a space that offers it (space {cfg.space!r}: "
                              f"{space.step_impls()}) on the host loop (loop 'host' or 'auto' on CPU), "
                              "with seed_batching other than 'vmap' and bn_mode='train'")
+        conv_impl = space.resolve_conv_impl(self.conv_impl, backend, step_impl)
         if conv_impl == "loop-safe" and self.grad_mode != "rev-rev":
             raise ValueError("conv_impl='loop-safe' defines reverse-mode derivatives only: use grad_mode='rev-rev'")
+        if conv_impl == "xla-taps" and step_impl == "one-program" and self.grad_mode != "rev-rev":
+            raise ValueError("conv_impl='xla-taps' runs one program in reverse mode only: use grad_mode='rev-rev' "
+                             "or step_impl='staged' (which gives each program the form it needs)")
         return Execution(loop, batching, self.grad_mode, conv_impl, step_impl)
 
 

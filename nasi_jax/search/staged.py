@@ -118,17 +118,22 @@ def _accumulate(store, src, cot):
             store[j] = c if j not in store else jax.tree_util.tree_map(jnp.add, store[j], c)
 
 
+def _programs(st: Stage):
+    return _compiled(st.apply, st.vjp_apply or st.apply)
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(stage_apply):
+def _compiled(stage_apply, vjp_apply):
     """The four jitted programs of one stage function (cached per function; jax caches each
-    program per input shape, so stages of one shape share them)."""
+    program per input shape, so stages of one shape share them); ``bwd`` differentiates
+    ``vjp_apply`` (the same function in its reverse-mode form, :class:`Stage`)."""
     f = stage_apply
 
     def fwd(p, c, A, y):
         return f(p, c, A, y)
 
     def bwd(p, c, A, y, cbar):  # (pbar, cbar_in)
-        _, vjp = jax.vjp(lambda p_, c_: f(p_, c_, A, y), p, c)
+        _, vjp = jax.vjp(lambda p_, c_: vjp_apply(p_, c_, A, y), p, c)
         return vjp(cbar)
 
     def tangent(p, v, c, cdot, A, y):
@@ -168,7 +173,7 @@ def _forward_and_v(sts, params, x, y, A):
     """The forward pass (stage values kept) and 1. ``v = grad_theta L`` (per stage), reverse
     through the stages, each stage's VJP recomputing its forward pass."""
     n, ins = len(sts), _inputs(sts)
-    fns = [_compiled(st.apply) for st in sts]
+    fns = [_programs(st) for st in sts]
     ps = [_sub(params, st) for st in sts]
     As = [A if st.a_index is None else A[st.a_index] for st in sts]
     vals = {-1: x}

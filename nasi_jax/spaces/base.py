@@ -60,6 +60,10 @@ class Stage(NamedTuple):
       is given, the subtree ``params[path[0]][path[1]]...`` itself, so that stages of one shape
       (the edges of a cell) share their compiled programs.
     * ``a``: ``A[a_index]`` (``a_index=None``: all of ``A``).
+    * ``vjp_apply``: the same function in a form for reverse mode alone (``jax.vjp``), used by
+      the staged step's first reverse pass; None: ``apply``. ``apply`` itself must allow
+      ``jax.jvp`` and reverse mode over it (DARTS: depthwise convolutions with hand-written
+      rules, :mod:`nasi_jax.spaces.darts.taps`, one form per mode).
 
     Every parameter belongs to exactly one stage (checked by the staged step).
     """
@@ -70,6 +74,7 @@ class Stage(NamedTuple):
     inputs: tuple[int, ...] | None = None
     a_index: tuple[int, ...] | None = None
     path: tuple[str, ...] | None = None
+    vjp_apply: Callable | None = None
 
 
 class Space(abc.ABC):
@@ -125,8 +130,9 @@ class Space(abc.ABC):
         raise NotImplementedError(f"space {self.name!r} has no staged step")
 
     # ----------------------------------------------------------------- execution
-    def resolve_conv_impl(self, conv_impl: str, backend: str) -> str:
-        """``auto`` -> the implementation to use on ``backend``; others are checked."""
+    def resolve_conv_impl(self, conv_impl: str, backend: str, step_impl: str = "one-program") -> str:
+        """``auto`` -> the implementation to use on ``backend`` for the search step ``step_impl``
+        (``one-program`` or ``staged``); others are checked."""
         if conv_impl == "auto":
             return self.conv_impls[0]
         if conv_impl not in self.conv_impls:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nasi_jax.spaces import _init
+from nasi_jax.spaces.darts import taps
 from nasi_jax.spaces.darts.genotype import OPS, GenotypeError
 
 __all__ = [
@@ -63,7 +64,8 @@ class Cfg(NamedTuple):
     cell_affine: bool = False
 
 
-CONV_IMPLS = ("auto", "xla", "xla-dense", "xla-shift", "loop-safe")
+CONV_IMPLS = ("auto", "xla", "xla-dense", "xla-taps", "xla-taps-jvp", "xla-shift", "loop-safe")
+_SEPARABLE_MAX_POOL = ("xla-dense", "xla-taps", "xla-taps-jvp")  # max pooling as separable maxima
 
 
 def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
@@ -77,6 +79,12 @@ def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
       max pooling, computed as separable maxima (:func:`max_pool_3x3`): forms that XLA:CPU
       runs fast, where it runs grouped convolutions and ``reduce_window``'s gradient slowly
       (docs/darts.md has the measurements);
+    * ``xla-taps``: as ``xla-dense``, except depthwise convolutions, computed as sums of
+      shifted taps with hand-written reverse-mode derivatives (:mod:`nasi_jax.spaces.darts.taps`,
+      ``H W C k^2`` multiply-adds): ``jax.grad`` and reverse over it, not ``jax.jvp``;
+      ``xla-taps-jvp``, the same function for forward mode (``jax.jvp`` and reverse over it,
+      not a plain ``jax.grad``). The staged search step on CPU runs each of its programs
+      with the form it needs;
     * ``xla-shift``: as ``xla``, except depthwise convolutions, computed as sums of shifted
       products (:class:`DepthwiseConv`): fast forward, slow derivatives for 5x5 kernels;
     * ``loop-safe``: as ``xla-shift`` and the other convolutions by :mod:`nasi_jax.core.conv`
@@ -121,7 +129,8 @@ class DepthwiseConv(nn.Module):
 
     Kernel ``[k, k, 1, C]`` (PyTorch ``groups=C``: ``C k^2`` parameters).
     ``y[b,h,w,c] = sum_{i,j} xpad[b, s h + d i, s w + d j, c] * K[i, j, 0, c]``; with
-    ``conv_impl`` ``'xla-shift'`` or ``'loop-safe'`` it is computed literally so (shifted slices, products and sums,
+    ``conv_impl`` ``'xla-taps'`` (``'xla-taps-jvp'``) by :mod:`nasi_jax.spaces.darts.taps`, with
+    ``'xla-shift'`` or ``'loop-safe'`` it is computed literally so (shifted slices, products and sums,
     whose derivatives XLA:CPU runs fast inside loops), with ``'xla-dense'`` as a dense convolution
     with the kernel ``K[i, j, 0, c] [c == c']`` (``C`` times the multiply-adds, but XLA:CPU's fast
     path), else by ``lax.conv_general_dilated`` with ``feature_group_count=C``.
@@ -139,6 +148,9 @@ class DepthwiseConv(nn.Module):
         w = self.param("kernel", _init.kernel_init(self.cfg.init_scheme), (k, k, 1, C), self.cfg.dtype)
         x = x.astype(self.cfg.dtype)
         impl = resolve_conv_impl(self.cfg.conv_impl)
+        if impl in ("xla-taps", "xla-taps-jvp"):
+            f = taps.depthwise_conv if impl == "xla-taps" else taps.depthwise_conv_jvp
+            return f(x, w, k, s, d, p)
         if impl in ("xla", "xla-dense"):
             if impl == "xla-dense":  # [k, k, 1, C] -> [k, k, C, C], zero off the diagonal
                 w, groups = w[:, :, 0, :, None] * jnp.eye(C, dtype=w.dtype), 1
@@ -240,12 +252,12 @@ def avg_pool_3x3(x, stride: int):
 
 
 def max_pool_3x3(x, stride: int, impl: str):
-    """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'``: as two 3-tap maxima,
+    """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'`` (or ``xla-taps``): as two 3-tap maxima,
     rows then columns (the same values; its gradient takes the same path except at ties,
     where ``jnp.maximum`` splits it), else ``lax.reduce_window``, whose gradient XLA:CPU runs
     as a slow select-and-scatter (docs/darts.md).
     ``x [B, H, W, C] -> [B, (H - 1) // s + 1, (W - 1) // s + 1, C]``."""
-    if impl != "xla-dense":
+    if impl not in _SEPARABLE_MAX_POOL:
         return nn.max_pool(x, (3, 3), (stride, stride), padding=((1, 1), (1, 1)))
     s, (h, w) = stride, x.shape[1:3]
     ho, wo = (h - 1) // s + 1, (w - 1) // s + 1

@@ -43,14 +43,14 @@ class DartsSpace(Space):
         ValueError: readout for space 'darts' must be one of ('darts',), got 'argmax'
         >>> sp.describe(ops)
         {'params_eval_network': 3349342, 'params_M': 3.349342}
-        >>> sp.resolve_conv_impl("auto", "cpu"), sp.resolve_conv_impl("auto", "gpu")
-        ('xla-dense', 'xla')
+        >>> sp.resolve_conv_impl("auto", "cpu"), sp.resolve_conv_impl("auto", "cpu", "staged"), sp.resolve_conv_impl("auto", "gpu")
+        ('xla-dense', 'xla-taps', 'xla')
     """
 
     name = "darts"
     alpha_shape = (2, NUM_EDGES, NUM_OPS)
     readouts = ("darts",)
-    conv_impls = ("xla", "xla-dense", "xla-shift", "loop-safe")
+    conv_impls = ("xla", "xla-dense", "xla-taps", "xla-shift", "loop-safe")
     example = genotype_to_str(DARTS_V2)
     scorable = False
 
@@ -66,13 +66,17 @@ class DartsSpace(Space):
         ``DartsSupernet`` with ``fixed=None``)."""
         return supernet_stages(net)
 
-    def resolve_conv_impl(self, conv_impl: str, backend: str) -> str:
-        """``auto`` -> ``xla-dense`` on backend ``cpu`` (XLA:CPU runs grouped convolutions
-        slowly), ``xla`` elsewhere; the others are checked against :attr:`conv_impls`."""
+    def resolve_conv_impl(self, conv_impl: str, backend: str, step_impl: str = "one-program") -> str:
+        """``auto`` -> on backend ``cpu``, where XLA runs grouped convolutions slowly,
+        ``xla-taps`` for the staged step (each program with the depthwise form it needs,
+        :mod:`nasi_jax.spaces.darts.taps`) and ``xla-dense`` for one program (whose
+        forward-over-reverse pass needs one form for both modes); ``xla`` elsewhere. The
+        others are checked against :attr:`conv_impls`."""
         if conv_impl != "auto" and conv_impl not in self.conv_impls:
             raise ValueError(f"conv_impl for space {self.name!r} must be one of {self.conv_impls} "
                              f"(or 'auto'), got {conv_impl!r}")
-        return resolve_conv_impl(conv_impl, backend)
+        impl = resolve_conv_impl(conv_impl, backend)
+        return "xla-taps" if conv_impl == "auto" and impl == "xla-dense" and step_impl == "staged" else impl
 
     def step_impls(self) -> tuple[str, ...]:
         """``staged`` (the step edge by edge, for the CPU host loop) and ``one-program``."""

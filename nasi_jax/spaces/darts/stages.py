@@ -115,7 +115,11 @@ def stages(net: DartsSupernet, train: bool = True) -> list[Stage]:
 @functools.lru_cache(maxsize=None)
 def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl, cell_affine=False,
             train=True) -> list[Stage]:
-    cfg = Cfg(init_scheme, dtype, conv_impl, cell_affine)
+    # xla-taps: the edges' depthwise convolutions in their forward-mode form for the programs
+    # that take a jvp, and in their reverse-mode form for the first VJP (nasi_jax.spaces.darts.taps)
+    taps = conv_impl == "xla-taps"
+    cfg = Cfg(init_scheme, dtype, "xla-taps-jvp" if taps else conv_impl, cell_affine)
+    rev_cfg = Cfg(init_scheme, dtype, conv_impl, cell_affine)
     out = [Stage("stem", ("stem_conv", "stem_bn"), functools.partial(_stem_apply, cfg, channels, train))]
 
     def add(name, apply, inputs, **kw):
@@ -136,7 +140,8 @@ def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl, cell_a
             for j in range(k):
                 stride = 2 if reduction and j < 2 else 1
                 edges.append(add(f"{cell}/edge_{j}_{k}", _fn("edge", train, C, stride, None, cfg), [states[j]],
-                                 a_index=(r, e), path=(cell, f"edge_{j}_{k}")))
+                                 a_index=(r, e), path=(cell, f"edge_{j}_{k}"),
+                                 vjp_apply=_fn("edge", train, C, stride, None, rev_cfg) if taps else None))
                 e += 1
             states.append(add(f"{cell}/node_{k}", _sum, edges))
         prev_prev, prev = prev, add(f"{cell}/out", _concat, states[2:])
