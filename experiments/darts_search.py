@@ -159,7 +159,13 @@ def main(argv=None) -> int:
                         "(default: $NASI_DATA_DIR, else ../shared/data)")
     p.add_argument("--output", default="docs/runs/darts_search.json")
     p.add_argument("--history", default="runs/darts_search/history.npz")
+    p.add_argument("--compilation-cache", metavar="DIR",
+                   help="jax's persistent compilation cache in DIR (an empty one: a cold run; "
+                        "nasi_jax.compilation_cache); default: none")
     args = p.parse_args(argv)
+    if args.compilation_cache:
+        from nasi_jax import compilation_cache
+        compilation_cache.enable(args.compilation_cache)
     if args.summarize:
         print(summarize(args.summarize), end="")
         return 0

@@ -1,0 +1,128 @@
+"""DARTS' depthwise convolutions on this backend: the four programs of the staged step, per
+implementation, and the two forms of the kernel's gradient (issue 18, item 4).
+
+    python benchmarks/darts_depthwise.py [--batch 64] [--output FILE.json]
+
+For the depthwise ``k x k`` convolutions of DARTS' ops (3x3 and 5x5, dilation 1 and 2) at the
+three sizes of the search supernet's edges (``[b, 32, 32, 16]``, ``[b, 16, 16, 32]``,
+``[b, 8, 8, 64]``), milliseconds (best of 3, after a compiling call) of
+
+* ``fwd``: the convolution;
+* ``vjp``: the gradient in ``x`` and the kernel of ``sum(conv * ct)``;
+* ``jvp``: the tangent along ``(dx, dw)``;
+* ``hbwd``: the gradient in ``(x, dx)`` of ``sum(jvp * ct)``, the staged step's second-order
+  program;
+
+for ``xla`` (grouped convolution), ``xla-dense`` (dense with a diagonal kernel) and ``xla-taps``
+(:mod:`nasi_jax.spaces.darts.taps`: its reverse form for ``vjp``, its forward form for ``jvp``
+and ``hbwd``). Then the kernel's gradient alone in its two forms (``taps``: ``k^2`` reductions;
+``dense``: the dense convolution's, whose diagonal it is), which sets
+``taps.TAPS_WGRAD_MAX``. Prints tables and one JSON line (with ``--output`` also written
+there, atomically, with the command and versions). Run it with nothing else using the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
+
+from nasi_jax import records  # noqa: E402
+from nasi_jax.spaces.darts import taps  # noqa: E402
+
+KERNELS = ((3, 1), (5, 1), (3, 2), (5, 2))  # (k, dilation): sep_conv_3x3/5x5, dil_conv_3x3/5x5
+SIZES = ((32, 16), (16, 32), (8, 64))  # (H = W, C) of the search supernet's edges
+
+
+def _xla(groups_dense: bool):
+    def conv(x, w, k, d, p):
+        C = x.shape[-1]
+        if groups_dense:
+            w, groups = w[:, :, 0, :, None] * jnp.eye(C, dtype=w.dtype), 1
+        else:
+            groups = C
+        return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), rhs_dilation=(d, d),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    return conv, conv
+
+
+IMPLS = {"xla": _xla(False), "xla-dense": _xla(True),
+         "xla-taps": (lambda x, w, k, d, p: taps.depthwise_conv(x, w, k, 1, d, p),
+                      lambda x, w, k, d, p: taps.depthwise_conv_jvp(x, w, k, 1, d, p))}
+
+
+def _ms(f, *args, n: int = 3) -> float:
+    jax.block_until_ready(f(*args))
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        best = min(best, time.perf_counter() - t)
+    return 1e3 * best
+
+
+def programs(impl: str, k: int, d: int, p: int):
+    rev, fwd = IMPLS[impl]
+    conv = jax.jit(lambda x, w: fwd(x, w, k, d, p))
+    vjp = jax.jit(lambda x, w, ct: jax.vjp(lambda a, b: rev(a, b, k, d, p), x, w)[1](ct))
+    jvp = jax.jit(lambda x, w, dx, dw: jax.jvp(lambda a, b: fwd(a, b, k, d, p), (x, w), (dx, dw))[1])
+    hbwd = jax.jit(lambda x, w, dx, dw, ct: jax.grad(
+        lambda a, da: jnp.sum(jax.jvp(lambda u, v: fwd(u, v, k, d, p), (a, w), (da, dw))[1] * ct),
+        argnums=(0, 1))(x, dx))
+    return conv, vjp, jvp, hbwd
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--output", help="also write the JSON result here")
+    args = ap.parse_args(argv)
+    keys = jax.random.split(jax.random.PRNGKey(0), 6)
+    out = {"programs_ms": {}, "wgrad_ms": {}}
+    print(f"{'size':12s} {'k,d':5s} " + " | ".join(f"{i:>26s}" for i in IMPLS) + "   (fwd/vjp/jvp/hbwd ms)")
+    for hw, C in SIZES:
+        shape = (args.batch, hw, hw, C)
+        x, dx, ct = (jax.random.normal(kk, shape) for kk in keys[:3])
+        for k, d in KERNELS:
+            p = d * (k - 1) // 2
+            w, dw = (jax.random.normal(kk, (k, k, 1, C)) for kk in keys[3:5])
+            row = {}
+            for impl in IMPLS:
+                conv, vjp, jvp, hbwd = programs(impl, k, d, p)
+                row[impl] = {"fwd": _ms(conv, x, w), "vjp": _ms(vjp, x, w, ct), "jvp": _ms(jvp, x, w, dx, dw),
+                             "hbwd": _ms(hbwd, x, w, dx, dw, ct)}
+            out["programs_ms"][f"{hw}x{hw}x{C} k{k} d{d}"] = row
+            print(f"{hw}x{hw}x{C:<6d} {k},{d}   " + " | ".join(
+                f"{'/'.join(f'{v:.1f}' for v in row[i].values()):>26s}" for i in IMPLS), flush=True)
+            wg = {}
+            for form, limit in (("taps", 1 << 62), ("dense", 0)):
+                old, taps.TAPS_WGRAD_MAX = taps.TAPS_WGRAD_MAX, limit  # read at trace time
+                try:
+                    f = jax.jit(lambda x_, g_: taps._grad_w(x_, g_, k, 1, d, p))
+                    wg[form] = _ms(f, x, ct)
+                finally:
+                    taps.TAPS_WGRAD_MAX = old
+            out["wgrad_ms"][f"{hw}x{hw}x{C} k{k} d{d}"] = wg | {"products": args.batch * hw * hw * C * k * k}
+    print("kernel gradient alone, ms (taps reductions / dense diagonal; products B H W C k^2):")
+    for name, v in out["wgrad_ms"].items():
+        print(f"  {name:18s} {v['taps']:6.1f} / {v['dense']:6.1f}   {v['products'] / 1e6:5.1f} M")
+    res = {"batch": args.batch, "backend": jax.default_backend(), **out}
+    print(json.dumps(res))
+    if args.output:
+        cmd = records.command_line("python benchmarks/darts_depthwise.py", sys.argv[1:] if argv is None else argv)
+        records.write_json_atomic(args.output, {"command": cmd, "created": records.now_utc(), **res,
+                                                "versions": records.versions()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
