@@ -161,7 +161,9 @@ def trace_and_grad(net, params: Any, x: jax.Array, y: jax.Array, A: jax.Array,
 
 def forward(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array) -> jax.Array:
     """The last stage's value (the loss) of the graph ``sts`` at ``(params, x, y, A)``, traceable
-    (no program is compiled here): the function :func:`chain_trace_and_grad` differentiates."""
+    (no program is compiled here): the function :func:`chain_trace_and_grad` differentiates.
+    It runs each stage's ``apply`` (the forward-mode form where a stage has two, as DARTS'
+    edges with ``conv_impl='xla-taps'``: ``jax.jvp`` of it works, a plain ``jax.grad`` does not)."""
     ins, vals = _inputs(sts), {-1: x}
     for i, st in enumerate(sts):
         a = A if st.a_index is None else A[st.a_index]
