@@ -146,18 +146,19 @@ def cmd_train(args) -> dict:
     cands = []
     for name, source in candidates_from(args):
         try:
-            cands.append((name, source, genotype_of(source)))
+            g = genotype_of(source)
         except FileNotFoundError as e:
             print(f"[short] {name}: skipped: {e}", file=sys.stderr)
+            continue
+        cands.append((name, source, g, darts.genotype_to_str(g)))
     for seed in seeds:
-        for name, source, g in cands:
-            text = darts.genotype_to_str(g)
+        for name, source, g, text in cands:
             entry = out.get(name)
             if entry is not None and entry["genotype"] != text:
                 raise SystemExit(f"{args.output}: {name!r} was trained as {entry['genotype']}, now {text}; "
                                  "pick another --output or name")
-            runs = [r for r in (entry or {}).get("runs", []) if r["seed"] != seed]
-            if entry is not None and len(runs) < len(entry["runs"]):
+            runs = (entry or {}).get("runs", [])
+            if any(r["seed"] == seed for r in runs):
                 continue  # this seed is done
             print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)
             r, res = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
