@@ -118,9 +118,7 @@ def main(argv=None) -> int:
     res = {"batch": args.batch, "backend": jax.default_backend(), **out}
     print(json.dumps(res))
     if args.output:
-        cmd = records.command_line("python benchmarks/darts_depthwise.py", sys.argv[1:] if argv is None else argv)
-        records.write_json_atomic(args.output, {"command": cmd, "created": records.now_utc(), **res,
-                                                "versions": records.versions()})
+        records.write_record(args.output, "python benchmarks/darts_depthwise.py", sys.argv[1:] if argv is None else argv, res)
     return 0
 
 

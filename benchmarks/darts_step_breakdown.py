@@ -127,9 +127,7 @@ def main(argv=None) -> int:
            "kinds": out, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
     print(json.dumps(res))
     if args.output:
-        cmd = records.command_line("python benchmarks/darts_step_breakdown.py", sys.argv[1:] if argv is None else argv)
-        records.write_json_atomic(args.output, {"command": cmd, "created": records.now_utc(), **res,
-                                                "versions": records.versions()})
+        records.write_record(args.output, "python benchmarks/darts_step_breakdown.py", sys.argv[1:] if argv is None else argv, res)
     return 0
 
 

@@ -113,7 +113,9 @@ def run_one(cfg, arch, workdir: str, seed: int, data, progress: bool) -> tuple[d
                       log=lambda s: print(f"  {s}", file=sys.stderr))
     curve = [float(r["valid_acc"]) for r in res.history]
     return {"seed": seed, "workdir": workdir, "valid_acc_per_epoch": curve, "valid_acc": curve[-1],
-            "wall_s": float(res.history[-1]["wall_s"])}, res
+            "wall_s": float(res.history[-1]["wall_s"]),
+            # how the convolutions ran (the same function, rounded differently)
+            "conv_impl": (res.result or {}).get("conv_impl")}, res
 
 
 def _summary(runs: list[dict]) -> dict:

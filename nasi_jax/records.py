@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any, Sequence
 
-__all__ = ["versions", "command_line", "now_utc", "write_text_atomic", "write_json_atomic",
+__all__ = ["versions", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
 
 
@@ -96,6 +96,14 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj: Any) -> None:
     """Write JSON (indented) to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_record(path: str, prog: str, argv: Sequence[str], result: dict[str, Any]) -> None:
+    """Write a benchmark's or experiment's ``result`` to ``path`` (JSON, atomically) as a record:
+    ``command`` (``prog`` and ``argv``, :func:`command_line`), ``created`` (:func:`now_utc`),
+    ``result``'s fields in their order, then ``versions`` (:func:`versions`)."""
+    write_json_atomic(path, {"command": command_line(prog, argv), "created": now_utc(), **result,
+                             "versions": versions()})
 
 
 def save_npz_atomic(path: str, **arrays) -> None:

@@ -311,12 +311,13 @@ def test_supernet_mixes_ops_by_the_input_weights():
         sup.apply(variables, x, None, train=False)
 
 
-@pytest.mark.parametrize("impl", ["loop-safe", "xla-dense", "xla-shift"])
+@pytest.mark.parametrize("impl", ["loop-safe", "xla-dense", "xla-shift", "xla-taps"])
 def test_conv_impls_match_xla(x64, impl):
     """Every conv_impl computes DARTS' ops as ``xla`` does: the depthwise convolutions and the
-    supernet on soft weights (all 8 ops, pools included); for ``xla-dense`` also its gradients
-    in theta and A (float64: many weight gradients are ~0 by BatchNorm's scale invariance, and
-    float32 noise would dominate them)."""
+    supernet on soft weights (all 8 ops, pools included); for the CPU defaults ``xla-dense``
+    (search) and ``xla-taps`` (training) also its gradients in theta and A (float64: many
+    weight gradients are ~0 by BatchNorm's scale invariance, and float32 noise would dominate
+    them)."""
     x = jax.random.normal(_key(3), (2, 12, 12, 3))
     for kernel, stride, dilation, pad in ((3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 2), (5, 1, 2, 4)):
         ref = D.DepthwiseConv(kernel, stride, dilation, pad)
@@ -333,7 +334,7 @@ def test_conv_impls_match_xla(x64, impl):
             {**variables, "params": params}, xs, w_, train=True, mutable=["batch_stats"])
         return jnp.sum(out * jnp.arange(10.0))
 
-    if impl != "xla-dense":  # the CPU default: its gradients too; the others' outputs
+    if impl not in ("xla-dense", "xla-taps"):  # the CPU defaults: their gradients too; the others' outputs
         np.testing.assert_allclose(loss("xla", variables["params"], w), loss(impl, variables["params"], w),
                                    rtol=1e-12)
         return

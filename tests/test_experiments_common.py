@@ -139,3 +139,21 @@ def test_nb201_search_cache_key_is_the_one_before_presets(tmp_path):
     key = json.dumps({"config": old, "seeds": [1000, 1001]}, sort_keys=True)
     want = hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz"
     assert nb201_search.run_path(cfg, [1000, 1001], str(tmp_path)) == str(tmp_path / want)
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+def test_darts_train_step_benchmark_writes_its_record(tmp_path):
+    """``benchmarks/darts_train_step.py`` at a tiny size: one row per round and impl, positive
+    times, the record written with its command (the figures themselves are measurements)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("darts_train_step", REPO / "benchmarks" / "darts_train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    assert bench.main(["--channels", "2", "--layers", "2", "--batch", "2", "--repeats", "1", "--rounds", "1",
+                       "--impls", "xla-dense", "xla-taps", "--output", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["command"].startswith("python benchmarks/darts_train_step.py --channels 2")
+    assert [(r["round"], r["impl"]) for r in rec["rows"]] == [(0, "xla-dense"), (0, "xla-taps")]
+    assert all(r["best_s"] > 0 and r["first_s"] >= r["best_s"] for r in rec["rows"])

@@ -221,6 +221,8 @@ def test_darts_run_writes_files(reference, darts_cfg):
                         "final_test_acc", "best_test_acc", "best_epoch", "wall_time_s", "data"}
     assert out["config"] == {**dataclasses.asdict(darts_cfg)} and out["seed"] == 3
     assert out["architecture"] == GOOD and out["space"] == "darts"
+    # reverse mode only: on CPU the taps form with its hand-written VJP
+    assert out["conv_impl"] == ("xla-taps" if jax.default_backend() == "cpu" else "xla")
     assert out["params"] == darts.count_params(darts.DARTS_V2, channels=4, layers=5) < out["params_with_aux"]
     assert out["final_test_acc"] == records[-1]["test_acc"]
     assert out["best_test_acc"] == max(r["test_acc"] for r in records)

@@ -102,8 +102,11 @@ def _parse_nb201(value) -> tuple[str, Any]:
 
 
 def _build_darts(cfg: "TrainConfig", genotype):
+    # training differentiates in reverse mode only: on CPU the depthwise convolutions as taps
+    # with a hand-written VJP (the same function as the other conv_impls, faster there)
     net = darts.NetworkCIFAR(genotype, channels=cfg.channels, layers=cfg.layers, num_classes=cfg.num_classes,
-                             auxiliary=cfg.aux_weight > 0)
+                             auxiliary=cfg.aux_weight > 0,
+                             conv_impl=darts.resolve_conv_impl("auto", reverse_only=True))
 
     def apply(variables, x, train, drop_path=None, rng=None, mutable=False):
         rngs = {"dropout": rng} if rng is not None else None

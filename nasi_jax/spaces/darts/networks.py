@@ -155,8 +155,8 @@ class DartsSupernet(nn.Module):
             ``arch_weights`` is then ignored and may be None). None: the supernet.
         init_scheme: 'pytorch' (default) or 'flax'.
         dtype: parameter and computation dtype.
-        conv_impl: 'auto' (default), 'xla', 'xla-dense', 'xla-shift' or 'loop-safe'
-            (:func:`resolve_conv_impl`: the same function, computed in ways of different speed).
+        conv_impl: 'auto' (default) or one of :data:`CONV_IMPLS` (:func:`resolve_conv_impl`:
+            the same function, computed in ways of different speed).
         cell_affine: the cells' BatchNorms get affine parameters (scale 1, bias 0 at init; part
             of theta, so of s). False (default): DARTS' supernet, whose cell BNs have none.
 
@@ -276,6 +276,9 @@ class NetworkCIFAR(nn.Module):
         drop_path_prob: default drop-path probability in training (DARTS: 0.2 times
             epoch/epochs; pass ``drop_path_prob=`` to ``__call__`` to schedule it without
             recompiling).
+        conv_impl: 'auto' (default) or one of :data:`CONV_IMPLS` (:func:`resolve_conv_impl`;
+            ``nasi_jax.train`` passes ``xla-taps`` on CPU, where it differentiates in reverse
+            mode only).
 
     ``__call__(x [B,H,W,3], train, drop_path_prob=None) -> (logits [B,K], aux [B,K] or None)``.
     ``aux`` is returned in train mode when ``auxiliary`` (init creates its parameters in

@@ -68,9 +68,11 @@ CONV_IMPLS = ("auto", "xla", "xla-dense", "xla-taps", "xla-taps-jvp", "xla-shift
 _SEPARABLE_MAX_POOL = ("xla-dense", "xla-taps", "xla-taps-jvp")  # max pooling as separable maxima
 
 
-def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
-    """``auto`` -> ``xla-dense`` on backend ``cpu``, ``xla`` elsewhere; other names are checked
-    and returned. ``backend``: the jax backend (default: :func:`jax.default_backend`).
+def resolve_conv_impl(conv_impl: str, backend: str | None = None, *, reverse_only: bool = False) -> str:
+    """``auto`` -> ``xla-dense`` on backend ``cpu`` (``xla-taps`` when ``reverse_only``: the
+    caller differentiates in reverse mode only, as training does), ``xla`` elsewhere; other
+    names are checked and returned. ``backend``: the jax backend (default:
+    :func:`jax.default_backend`).
 
     * ``xla``: every convolution by ``lax.conv_general_dilated``, depthwise ones with
       ``feature_group_count=C``, max pooling by ``lax.reduce_window``;
@@ -95,11 +97,15 @@ def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
     Example:
         >>> resolve_conv_impl("auto", "cpu"), resolve_conv_impl("auto", "gpu"), resolve_conv_impl("xla-shift")
         ('xla-dense', 'xla', 'xla-shift')
+        >>> resolve_conv_impl("auto", "cpu", reverse_only=True)
+        'xla-taps'
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
     if conv_impl == "auto":
-        return "xla-dense" if (backend or jax.default_backend()) == "cpu" else "xla"
+        if (backend or jax.default_backend()) != "cpu":
+            return "xla"
+        return "xla-taps" if reverse_only else "xla-dense"
     return conv_impl
 
 
