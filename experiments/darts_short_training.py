@@ -69,6 +69,48 @@ CANDIDATES = (
     ("random 0", "random:0"), ("random 1", "random:1"), ("random 2", "random:2"),
 )
 
+# The ceiling rules compared, each by its NASI-FIX and NASI-ADA candidates (names of CANDIDATES).
+# The rule chosen (fixed before any result was seen) is the one whose two cells have the
+# highest mean validation accuracy over all their runs; the NB201 presets' quantile rule uses
+# each variant's own quantile (FIX 60 %, ADA 65 %).
+RULES = (
+    ("paper nu, data-agnostic", "NASI-FIX, data-agnostic (paper nu)", "NASI-ADA, data-agnostic (paper nu)"),
+    ("paper nu, CIFAR-10", "NASI-FIX, CIFAR-10 (paper nu)", "NASI-ADA, CIFAR-10 (paper nu)"),
+    ("quantile rule, CIFAR-10", "NASI-FIX, CIFAR-10 (q60 rule)", "NASI-ADA, CIFAR-10 (q65 rule)"),
+)
+
+
+def rule_table(results: dict, seeds) -> tuple[str, str | None]:
+    """The rules of :data:`RULES` whose candidates are in ``results`` (a results file's
+    ``results``): per rule the FIX and ADA cells' mean validation accuracy and the mean over
+    both cells' runs, as a Markdown table, and the rule chosen: the highest mean over both,
+    once every rule's two cells have a run at every seed of ``seeds`` (None until then).
+
+    Example:
+        >>> runs = lambda *v: {"runs": [{"seed": i, "valid_acc": a} for i, a in enumerate(v)]}
+        >>> res = {RULES[0][1]: runs(50, 52), RULES[0][2]: runs(54, 56), RULES[1][1]: runs(60, 61)}
+        >>> text, chosen = rule_table(res, [0, 1])
+        >>> chosen is None, text.splitlines()[2]
+        (True, '| paper nu, data-agnostic | 51.00 | 55.00 | 53.00 | 4 of 4 |')
+    """
+    lines = ["| rule | NASI-FIX valid % | NASI-ADA valid % | both cells, mean % | runs |", "|---|---|---|---|---|"]
+    means, complete = {}, True
+    for rule, fix, ada in RULES:
+        if fix not in results and ada not in results:
+            continue
+        cells = [[run["valid_acc"] for run in results.get(c, {}).get("runs", [])] for c in (fix, ada)]
+        done = sum(len({run["seed"] for run in results.get(c, {}).get("runs", []) if run["seed"] in seeds})
+                   for c in (fix, ada))
+        complete &= done == 2 * len(seeds)
+        both = [a for cell in cells for a in cell]
+        means[rule] = float(np.mean(both))
+        lines.append(f"| {rule} | " + " | ".join(f"{np.mean(c):.2f}" if c else "-" for c in cells)
+                     + f" | {means[rule]:.2f} | {done} of {2 * len(seeds)} |")
+    if len(lines) == 2:
+        return "", None
+    chosen = max(means, key=means.get) if complete and len(means) == len(RULES) else None
+    return "\n".join(lines) + "\n", chosen
+
 
 def short_recipe(space: str = "darts", layers: int | None = None, epochs: int = 10) -> train.TrainConfig:
     """DARTS' recipe at C = ``SIZE['channels']`` (16) with ``layers`` cells (the space's meaning:
@@ -265,6 +307,11 @@ def cmd_table(args) -> str:
                 f"| {r['valid_acc_mean']:.2f} ± {r['valid_acc_sd']:.2f} ({seeds}) |")
         lines.append(line + (f" {np.mean(test[name]):.2f} |" if test else ""))
     text = "\n".join(lines) + "\n"
+    rules, chosen = rule_table(res["results"], res["seeds"])
+    if rules:
+        verdict = (f"chosen rule: {chosen}" if chosen else
+                   "no rule chosen yet: every rule's NASI-FIX and NASI-ADA need a run at every seed")
+        text += "\nCeiling rules, by their cells' validation accuracy:\n\n" + rules + "\n" + verdict + "\n"
     print(text, end="")
     write_result(args.output, None, text)
     figure(rows, test, os.path.splitext(args.output)[0] + ".png")

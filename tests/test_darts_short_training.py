@@ -87,3 +87,17 @@ def test_short_recipe_nb201_check(short, tmp_path):
             assert -1 <= res[col]["kendall_tau"] <= 1 and -1 <= res[col]["spearman_rho"] <= 1
         else:  # one epoch on 32 images may leave every cell at chance: no order to compare
             assert res[col] == {"kendall_tau": None, "spearman_rho": None}
+
+
+def test_rule_table_chooses_only_when_every_rule_is_complete(short):
+    runs = lambda *v: {"runs": [{"seed": i, "valid_acc": a} for i, a in enumerate(v)]}  # noqa: E731
+    (r0, f0, a0), (r1, f1, a1), (r2, f2, a2) = short.RULES
+    res = {f0: runs(50, 52), a0: runs(54, 56), f1: runs(60, 62), a1: runs(58, 60), f2: runs(61, 63), a2: runs(57)}
+    text, chosen = short.rule_table(res, [0, 1])
+    assert chosen is None  # ADA of the quantile rule has one seed of two
+    assert f"| {r2} | 62.00 | 57.00 | 60.33 | 3 of 4 |" in text.splitlines()
+    res[a2] = runs(59, 60)
+    text, chosen = short.rule_table(res, [0, 1])
+    assert chosen == r2 and f"| {r1} | 61.00 | 59.00 | 60.00 | 4 of 4 |" in text.splitlines()  # 60.75 > 60.00
+    assert short.rule_table({"V2": runs(1.0)}, [0]) == ("", None)  # no rule's candidates: no table
+    assert short.rule_table({f0: runs(50), a0: runs(51)}, [0])[1] is None  # other rules untrained
