@@ -18,6 +18,10 @@ genotype file (``docs/runs/darts_search_fix.txt``), a variant of a search result
 ``random:K`` (:func:`nasi_jax.spaces.darts.random_genotype`, DARTS' random baseline).
 A candidate whose file is missing is named and skipped.
 
+**The choice** (``table``): the candidates ranked on validation accuracy, then the ceiling
+rules (:data:`RULES`) by their NASI-FIX and NASI-ADA cells' mean validation accuracy, the
+rule chosen named once every rule has a run at every seed (:func:`rule_table`).
+
 **The sanity check first** (``nb201-check``): the same recipe on a handful of NB201 cells
 (NB201Network at C = 16, ``--nb201-layers`` cells per stage) chosen at evenly spaced
 quantiles of NB201's CIFAR-10 validation accuracy (200 epochs), their short-run validation
