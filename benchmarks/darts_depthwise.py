@@ -34,30 +34,25 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
 
 from nasi_jax import records  # noqa: E402
 from nasi_jax.spaces.darts import taps  # noqa: E402
+from nasi_jax.spaces.darts.ops import Cfg, DepthwiseConv  # noqa: E402
 
 KERNELS = ((3, 1), (5, 1), (3, 2), (5, 2))  # (k, dilation): sep_conv_3x3/5x5, dil_conv_3x3/5x5
 SIZES = ((32, 16), (16, 32), (8, 64))  # (H = W, C) of the search supernet's edges
 
 
-def _xla(groups_dense: bool):
+def _depthwise(conv_impl: str):
+    """``(x, w, k, d, p) -> y``: the library's :class:`DepthwiseConv` (stride 1) with ``conv_impl``."""
     def conv(x, w, k, d, p):
-        C = x.shape[-1]
-        if groups_dense:
-            w, groups = w[:, :, 0, :, None] * jnp.eye(C, dtype=w.dtype), 1
-        else:
-            groups = C
-        return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), rhs_dilation=(d, d),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-    return conv, conv
+        return DepthwiseConv(k, 1, d, p, Cfg(conv_impl=conv_impl)).apply({"params": {"kernel": w}}, x)
+    return conv
 
 
-IMPLS = {"xla": _xla(False), "xla-dense": _xla(True),
-         "xla-taps": (lambda x, w, k, d, p: taps.depthwise_conv(x, w, k, 1, d, p),
-                      lambda x, w, k, d, p: taps.depthwise_conv_jvp(x, w, k, 1, d, p))}
+# each implementation's (reverse-mode form, forward-mode form)
+IMPLS = {"xla": (_depthwise("xla"),) * 2, "xla-dense": (_depthwise("xla-dense"),) * 2,
+         "xla-taps": (_depthwise("xla-taps"), _depthwise("xla-taps-jvp"))}
 
 
 def _ms(f, *args, n: int = 3) -> float:

@@ -102,9 +102,9 @@ def rule_table(results: dict, seeds) -> tuple[str, str | None]:
     for rule, fix, ada in RULES:
         if fix not in results and ada not in results:
             continue
-        cells = [[run["valid_acc"] for run in results.get(c, {}).get("runs", [])] for c in (fix, ada)]
-        done = sum(len({run["seed"] for run in results.get(c, {}).get("runs", []) if run["seed"] in seeds})
-                   for c in (fix, ada))
+        runs = [results.get(c, {}).get("runs", []) for c in (fix, ada)]
+        cells = [[run["valid_acc"] for run in rs] for rs in runs]
+        done = sum(len({run["seed"] for run in rs if run["seed"] in seeds}) for rs in runs)
         complete &= done == 2 * len(seeds)
         both = [a for cell in cells for a in cell]
         means[rule] = float(np.mean(both))
