@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from nasi_jax import records  # noqa: E402
+from nasi_jax import perf, records  # noqa: E402
 from nasi_jax.spaces.darts import taps  # noqa: E402
 from nasi_jax.spaces.darts.ops import Cfg, DepthwiseConv  # noqa: E402
 
@@ -53,16 +52,6 @@ def _depthwise(conv_impl: str):
 # each implementation's (reverse-mode form, forward-mode form)
 IMPLS = {"xla": (_depthwise("xla"),) * 2, "xla-dense": (_depthwise("xla-dense"),) * 2,
          "xla-taps": (_depthwise("xla-taps"), _depthwise("xla-taps-jvp"))}
-
-
-def _ms(f, *args, n: int = 3) -> float:
-    jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t)
-    return 1e3 * best
 
 
 def programs(impl: str, k: int, d: int, p: int):
@@ -93,8 +82,8 @@ def main(argv=None) -> int:
             row = {}
             for impl in IMPLS:
                 conv, vjp, jvp, hbwd = programs(impl, k, d, p)
-                row[impl] = {"fwd": _ms(conv, x, w), "vjp": _ms(vjp, x, w, ct), "jvp": _ms(jvp, x, w, dx, dw),
-                             "hbwd": _ms(hbwd, x, w, dx, dw, ct)}
+                row[impl] = {"fwd": perf.best_ms(conv, x, w), "vjp": perf.best_ms(vjp, x, w, ct),
+                             "jvp": perf.best_ms(jvp, x, w, dx, dw), "hbwd": perf.best_ms(hbwd, x, w, dx, dw, ct)}
             out["programs_ms"][f"{hw}x{hw}x{C} k{k} d{d}"] = row
             print(f"{hw}x{hw}x{C:<6d} {k},{d}   " + " | ".join(
                 f"{'/'.join(f'{v:.1f}' for v in row[i].values()):>26s}" for i in IMPLS), flush=True)
@@ -103,7 +92,7 @@ def main(argv=None) -> int:
                 old, taps.TAPS_WGRAD_MAX = taps.TAPS_WGRAD_MAX, limit  # read at trace time
                 try:
                     f = jax.jit(lambda x_, g_: taps._grad_w(x_, g_, k, 1, d, p))
-                    wg[form] = _ms(f, x, ct)
+                    wg[form] = perf.best_ms(f, x, ct)
                 finally:
                     taps.TAPS_WGRAD_MAX = old
             out["wgrad_ms"][f"{hw}x{hw}x{C} k{k} d{d}"] = wg | {"products": args.batch * hw * hw * C * k * k}

@@ -30,8 +30,9 @@ tau and Spearman's rho). If the short recipe cannot order
 NB201 cells whose accuracies differ by points, it cannot rank DARTS genotypes either.
 
 Every training is a ``nasi train`` run in its own folder under ``--workdir`` (checkpoints
-after every epoch: a stopped command resumes where it stopped); ``train`` goes seed by seed
-(every candidate at seed 0, then at seed 1) and writes the results file after every run
+after every epoch: a stopped command resumes where it stopped); ``train`` trains the rules'
+candidates first, seed by seed (every NASI-FIX and NASI-ADA cell of :data:`RULES` at seed 0,
+then at seed 1: the choice needs them all), then the others, seed by seed, and writes the results file after every run
 (atomically), merged into what it already holds: a run recorded there is not retrained, so
 the committed file carries a comparison across sessions whose workdirs are gone. Each run's
 test accuracy is taken at its end and stored unread (``table --read-test`` shows it). CPU cost: some
@@ -181,8 +182,23 @@ def candidates_from(args) -> list[tuple[str, str]]:
     return out
 
 
+def training_order(cands: list, seeds) -> list:
+    """``(seed, candidate)`` in training order: the candidates of :data:`RULES` first (the choice
+    waits on all of them), seed by seed, then the others, seed by seed; ``cands``' own order
+    within each group. ``cands``: tuples whose first item is the candidate's name.
+
+    Example:
+        >>> [(s, c[0]) for s, c in training_order([("DARTS_V2",), ("NASI-FIX, CIFAR-10 (paper nu)",)], [0, 1])]
+        [(0, 'NASI-FIX, CIFAR-10 (paper nu)'), (1, 'NASI-FIX, CIFAR-10 (paper nu)'), (0, 'DARTS_V2'), (1, 'DARTS_V2')]
+    """
+    in_rules = {name for rule in RULES for name in rule[1:]}
+    groups = ([c for c in cands if c[0] in in_rules], [c for c in cands if c[0] not in in_rules])
+    return [(seed, c) for group in groups for seed in seeds for c in group]
+
+
 def cmd_train(args) -> dict:
-    """Seed by seed (every candidate at seed 0 first, then seed 1, ...): each finished run is
+    """Every candidate at every seed, in :func:`training_order` (the rules' candidates first,
+    seed by seed, then the others): each finished run is
     written at once, and a run already in ``--output`` (same recipe, same genotype) is kept
     and not retrained, even when its workdir is gone (this machine keeps no untracked folder
     from one session to the next; the committed results file carries the finished runs)."""
@@ -199,25 +215,24 @@ def cmd_train(args) -> dict:
             print(f"[short] {name}: skipped: {e}", file=sys.stderr)
             continue
         cands.append((name, source, g, darts.genotype_to_str(g)))
-    for seed in seeds:
-        for name, source, g, text in cands:
-            entry = out.get(name)
-            if entry is not None and entry["genotype"] != text:
-                raise SystemExit(f"{args.output}: {name!r} was trained as {entry['genotype']}, now {text}; "
-                                 "pick another --output or name")
-            runs = (entry or {}).get("runs", [])
-            if any(r["seed"] == seed for r in runs):
-                continue  # this seed is done
-            print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)
-            r, res = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
-                             not args.quiet)
-            r["test_acc"] = _test_acc(cfg, text, res.state, test_set)
-            runs = sorted(runs + [r], key=lambda x: x["seed"])
-            out[name] = {"source": source, "genotype": text,
-                         "params_short_network": darts.count_params(g, **SIZE),
-                         "params_c36_20_cells": darts.count_params(g, channels=36, layers=20),
-                         "runs": runs, **_summary(runs)}
-            _write(args, "train", cfg, seeds, out)
+    for seed, (name, source, g, text) in training_order(cands, seeds):
+        entry = out.get(name)
+        if entry is not None and entry["genotype"] != text:
+            raise SystemExit(f"{args.output}: {name!r} was trained as {entry['genotype']}, now {text}; "
+                             "pick another --output or name")
+        runs = (entry or {}).get("runs", [])
+        if any(r["seed"] == seed for r in runs):
+            continue  # this seed is done
+        print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)
+        r, res = run_one(cfg, text, os.path.join(args.workdir, slug(name), f"seed{seed}"), seed, data,
+                         not args.quiet)
+        r["test_acc"] = _test_acc(cfg, text, res.state, test_set)
+        runs = sorted(runs + [r], key=lambda x: x["seed"])
+        out[name] = {"source": source, "genotype": text,
+                     "params_short_network": darts.count_params(g, **SIZE),
+                     "params_c36_20_cells": darts.count_params(g, channels=36, layers=20),
+                     "runs": runs, **_summary(runs)}
+        _write(args, "train", cfg, seeds, out)
     return out
 
 

@@ -34,7 +34,7 @@ from nasi_jax import records, scoring as score, search
 from nasi_jax.core import memory, ntk
 from nasi_jax.spaces import nb201
 
-__all__ = ["run", "SIZES"]
+__all__ = ["run", "SIZES", "best_ms"]
 
 # (full, quick) sizes: the full ones are NASI's settings where the time allows.
 SIZES = {
@@ -52,6 +52,18 @@ def _best(fn: Callable, repeats: int) -> float:
         jax.block_until_ready(fn())
         ts.append(time.perf_counter() - t0)
     return min(ts)
+
+
+def best_ms(f: Callable, *args, repeats: int = 3) -> float:
+    """Milliseconds of ``f(*args)``, best of ``repeats`` timed calls after one untimed (compiling)
+    call, each waited on (``jax.block_until_ready``). The DARTS benchmarks' timer.
+
+    Example:
+        >>> best_ms(lambda x: x + 1, jax.numpy.ones(3)) > 0
+        True
+    """
+    jax.block_until_ready(f(*args))
+    return 1e3 * _best(lambda: f(*args), repeats)
 
 
 def _log(msg: str) -> None:

@@ -395,6 +395,36 @@ def test_separable_max_pool_equals_reduce_window(stride):
     np.testing.assert_allclose(vjp_ref(ct)[0], jax.vjp(sep, x)[1](ct)[0], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_max_pool_derivatives_are_jnp_maximums_bit_for_bit(stride):
+    """The written-out derivative of the separable max pool (``ops._max3``) gives the same
+    floats as jax's own rule for two nested ``jnp.maximum`` (the form it replaced), ties
+    included, in every program of the staged step: value, VJP, JVP and the VJP of the JVP."""
+    def plain(x_):  # the same pooling through jax's own jnp.maximum derivative
+        s, (h, w) = stride, x_.shape[1:3]
+        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        xp = jnp.pad(x_, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+        m3 = lambda a, b, c: jnp.maximum(jnp.maximum(a, b), c)
+        r = m3(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s], xp[:, 2:s * (ho - 1) + 3:s])
+        return m3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
+
+    ours = lambda x_: D.ops.max_pool_3x3(x_, stride, "xla-taps")
+    # small integers: many ties inside the windows, where the two rules could part
+    x = jnp.round(2 * jax.random.normal(_key(7), (2, 9, 8, 3)))
+    xd = jax.random.normal(_key(8), x.shape)
+    y = plain(x)
+    g, gd = jax.random.normal(_key(9), y.shape), jax.random.normal(_key(10), y.shape)
+    # each program compiled whole, as the staged step compiles it (fusion included)
+    outs = [(jax.jit(f)(x), jax.jit(lambda x_, g_: jax.vjp(f, x_)[1](g_))(x, g),
+             jax.jit(lambda x_, xd_: jax.jvp(f, (x_,), (xd_,)))(x, xd),
+             jax.jit(lambda x_, xd_, g_, gd_: jax.vjp(lambda a, b: jax.jvp(f, (a,), (b,)), x_, xd_)[1]((g_, gd_)))(
+                 x, xd, g, gd)) for f in (plain, ours)]
+    first_wins = jax.vjp(lambda x_: D.ops.max_pool_3x3(x_, stride, "xla"), x)[1](g)[0]
+    assert not np.array_equal(outs[0][1][0], first_wins)  # there are ties, and they are split
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_avg_pool_ignores_padding():
     x = jax.random.normal(_key(4), (1, 6, 6, 2))
     xn = np.asarray(x)

@@ -101,3 +101,15 @@ def test_rule_table_chooses_only_when_every_rule_is_complete(short):
     assert chosen == r2 and f"| {r1} | 61.00 | 59.00 | 60.00 | 4 of 4 |" in text.splitlines()  # 60.75 > 60.00
     assert short.rule_table({"V2": runs(1.0)}, [0]) == ("", None)  # no rule's candidates: no table
     assert short.rule_table({f0: runs(50), a0: runs(51)}, [0])[1] is None  # other rules untrained
+
+
+def test_training_order_puts_the_rules_candidates_first(short):
+    cands = [(name,) for name, _ in short.CANDIDATES]
+    order = [(seed, c[0]) for seed, c in short.training_order(cands, [0, 1])]
+    ruled = [name for rule in short.RULES for name in rule[1:]]
+    assert len(order) == 2 * len(cands) and len(set(order)) == len(order)
+    head = order[:2 * len(ruled)]  # every rule's cells at seed 0, then at seed 1
+    assert {name for _, name in head} == set(ruled)
+    assert [seed for seed, _ in head] == [0] * len(ruled) + [1] * len(ruled)
+    rest = [name for _, name in order[2 * len(ruled):]]
+    assert rest == [c[0] for c in cands if c[0] not in ruled] * 2  # the others, seed by seed

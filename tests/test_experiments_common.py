@@ -157,3 +157,18 @@ def test_darts_train_step_benchmark_writes_its_record(tmp_path):
     assert rec["command"].startswith("python benchmarks/darts_train_step.py --channels 2")
     assert [(r["round"], r["impl"]) for r in rec["rows"]] == [(0, "xla-dense"), (0, "xla-taps")]
     assert all(r["best_s"] > 0 and r["first_s"] >= r["best_s"] for r in rec["rows"])
+
+
+def test_darts_pooling_benchmark_writes_its_record(tmp_path):
+    """``benchmarks/darts_pooling.py`` at batch 1: every size, stride and form, four positive times."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("darts_pooling", REPO / "benchmarks" / "darts_pooling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "p.json"
+    assert bench.main(["--batch", "1", "--output", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["command"].startswith("python benchmarks/darts_pooling.py --batch 1")
+    assert sorted(rec["programs_ms"]) == sorted(f"{hw}x{hw}x{c} s{s}" for hw, c in bench.SIZES for s in (1, 2))
+    assert all(set(row) == set(bench.FORMS) and all(v > 0 for f in row.values() for v in f.values())
+               for row in rec["programs_ms"].values())

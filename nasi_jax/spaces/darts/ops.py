@@ -257,20 +257,46 @@ def avg_pool_3x3(x, stride: int):
     return summed * jnp.asarray(1.0 / np.outer(rows, cols), x.dtype)[None, :, :, None]
 
 
+def _balanced(a, y, b):
+    """The weight of ``a`` in the derivative of ``y = max(a, b)``, as ``jnp.maximum``'s: 1 where
+    ``a`` alone is the max, 1/2 at a tie, else 0."""
+    return jnp.where(a == y, jnp.where(b == y, 0.5, 1.0), 0.0).astype(a.dtype)
+
+
+@jax.custom_jvp
+def _max3(a, b, c):
+    """``max(max(a, b), c)`` elementwise, with ``jnp.maximum``'s derivative written out."""
+    return jnp.maximum(jnp.maximum(a, b), c)
+
+
+@_max3.defjvp
+def _max3_jvp(primals, tangents):
+    # The same tangent, operation for operation, as jax's rule for the two jnp.maximum (so the
+    # same floats, tested), but with weights that are plainly functions of the primals: reverse
+    # mode over this JVP (the staged step's fourth program) then runs 4-5x faster on XLA:CPU at
+    # [64, 32, 32, 16] than over jax's own rule (docs/darts.md).
+    a, b, c = primals
+    da, db, dc = tangents
+    ab = jnp.maximum(a, b)
+    y = jnp.maximum(ab, c)
+    dab = da * _balanced(a, ab, b) + db * _balanced(b, ab, a)
+    return y, dab * _balanced(ab, y, c) + dc * _balanced(c, y, ab)
+
+
 def max_pool_3x3(x, stride: int, impl: str):
     """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'`` (or ``xla-taps``): as two 3-tap maxima,
     rows then columns (the same values; its gradient takes the same path except at ties,
-    where ``jnp.maximum`` splits it), else ``lax.reduce_window``, whose gradient XLA:CPU runs
-    as a slow select-and-scatter (docs/darts.md).
+    where ``jnp.maximum`` splits it; the maxima's derivative is written out, :func:`_max3`),
+    else ``lax.reduce_window``, whose gradient XLA:CPU runs as a slow select-and-scatter
+    (docs/darts.md).
     ``x [B, H, W, C] -> [B, (H - 1) // s + 1, (W - 1) // s + 1, C]``."""
     if impl not in _SEPARABLE_MAX_POOL:
         return nn.max_pool(x, (3, 3), (stride, stride), padding=((1, 1), (1, 1)))
     s, (h, w) = stride, x.shape[1:3]
     ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    r = jnp.maximum(jnp.maximum(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s]), xp[:, 2:s * (ho - 1) + 3:s])
-    return jnp.maximum(jnp.maximum(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s]),
-                       r[:, :, 2:s * (wo - 1) + 3:s])
+    r = _max3(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s], xp[:, 2:s * (ho - 1) + 3:s])
+    return _max3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
 
 
 class Op(nn.Module):
