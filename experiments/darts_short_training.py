@@ -215,12 +215,12 @@ def cmd_train(args) -> dict:
             print(f"[short] {name}: skipped: {e}", file=sys.stderr)
             continue
         cands.append((name, source, g, darts.genotype_to_str(g)))
-    for seed, (name, source, g, text) in training_order(cands, seeds):
-        entry = out.get(name)
-        if entry is not None and entry["genotype"] != text:
-            raise SystemExit(f"{args.output}: {name!r} was trained as {entry['genotype']}, now {text}; "
+    for name, _, _, text in cands:  # before any training: a changed genotype stops the command now
+        if name in out and out[name]["genotype"] != text:
+            raise SystemExit(f"{args.output}: {name!r} was trained as {out[name]['genotype']}, now {text}; "
                              "pick another --output or name")
-        runs = (entry or {}).get("runs", [])
+    for seed, (name, source, g, text) in training_order(cands, seeds):
+        runs = out.get(name, {}).get("runs", [])
         if any(r["seed"] == seed for r in runs):
             continue  # this seed is done
         print(f"[short] {name}, seed {seed}", file=sys.stderr, flush=True)

@@ -409,6 +409,7 @@ def test_max_pool_derivatives_are_jnp_maximums_bit_for_bit(stride):
         return m3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
 
     ours = lambda x_: D.ops.max_pool_3x3(x_, stride, "xla-taps")
+    assert "custom_jvp_call" in str(jax.make_jaxpr(ours)(jnp.ones((1, 4, 4, 1))))  # the written-out rule runs
     # small integers: many ties inside the windows, where the two rules could part
     x = jnp.round(2 * jax.random.normal(_key(7), (2, 9, 8, 3)))
     xd = jax.random.normal(_key(8), x.shape)

@@ -37,8 +37,9 @@ def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, cap
     assert short.main(["train", "--candidate", "rnd=random:1"] + common) == 0  # finished: merged, not retrained
     assert "[short]" not in capsys.readouterr().err
     assert json.loads((tmp_path / "s.json").read_text())["results"] == res["results"]
-    with pytest.raises(SystemExit, match="was trained as"):
-        short.main(["train", "--candidate", "rnd=random:2"] + common)
+    with pytest.raises(SystemExit, match="was trained as"):  # before anything else is trained
+        short.main(["train", "--candidate", "new=random:0", "--candidate", "rnd=random:2"] + common)
+    assert "[short]" not in capsys.readouterr().err
     v2 = res["results"]["V2"]
     assert len(v2["runs"]) == 1 and 0 <= v2["valid_acc_mean"] <= 100 and len(v2["runs"][0]["valid_acc_per_epoch"]) == 1
     assert v2["params_short_network"] > 0

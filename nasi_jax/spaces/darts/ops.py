@@ -272,9 +272,9 @@ def _max3(a, b, c):
 @_max3.defjvp
 def _max3_jvp(primals, tangents):
     # The same tangent, operation for operation, as jax's rule for the two jnp.maximum (so the
-    # same floats, tested), but with weights that are plainly functions of the primals: reverse
-    # mode over this JVP (the staged step's fourth program) then runs 4-5x faster on XLA:CPU at
-    # [64, 32, 32, 16] than over jax's own rule (docs/darts.md).
+    # same floats, tested); XLA:CPU runs the reverse pass over this JVP (the staged step's
+    # fourth program) about 4-5x faster at [64, 32, 32, 16] than over jax's own rule
+    # (measured, benchmarks/darts_pooling.py; docs/darts.md).
     a, b, c = primals
     da, db, dc = tangents
     ab = jnp.maximum(a, b)
@@ -284,7 +284,8 @@ def _max3_jvp(primals, tangents):
 
 
 def max_pool_3x3(x, stride: int, impl: str):
-    """3x3 max, padding 1 (with -inf), stride s. ``impl='xla-dense'`` (or ``xla-taps``): as two 3-tap maxima,
+    """3x3 max, padding 1 (with -inf), stride s. ``impl`` ``'xla-dense'``, ``'xla-taps'`` or
+    ``'xla-taps-jvp'``: as two 3-tap maxima,
     rows then columns (the same values; its gradient takes the same path except at ties,
     where ``jnp.maximum`` splits it; the maxima's derivative is written out, :func:`_max3`),
     else ``lax.reduce_window``, whose gradient XLA:CPU runs as a slow select-and-scatter
