@@ -4,6 +4,7 @@
     python experiments/darts_short_training.py train         # every candidate x seed (resumes)
     python experiments/darts_short_training.py table         # rank on validation accuracy
     python experiments/darts_short_training.py table --read-test   # only after the choice
+    python experiments/darts_short_training.py merge --part A.json --part B.json   # runs made elsewhere
 
 **The short recipe** (DARTS' recipe, :meth:`nasi_jax.train.TrainConfig.recipe`, at a reduced
 size and budget): NetworkCIFAR at C = 16 and 8 cells (auxiliary head, drop-path, cutout as
@@ -34,11 +35,13 @@ after every epoch: a stopped command resumes where it stopped); ``train`` trains
 candidates first, seed by seed (every NASI-FIX and NASI-ADA cell of :data:`RULES` at seed 0,
 then at seed 1: the choice needs them all), then the others, seed by seed, and writes the results file after every run
 (atomically), merged into what it already holds: a run recorded there is not retrained, so
-the committed file carries a comparison across sessions whose workdirs are gone. Each run's
+the committed file carries a comparison across sessions whose workdirs are gone. Trainings
+spread over processes or machines (several processes sharing one GPU, say: ``train
+--candidate ... --seeds ... --output part_i.json`` each) come together with ``merge``. Each run's
 test accuracy is taken at its end and stored unread (``table --read-test`` shows it). CPU cost: some
 20-25 minutes a DARTS training here (2 cores; docs/darts.md), so the default set (12
 candidates x 2 seeds) is a background job of hours; a GPU makes it cheap. Relative paths
-(candidates' files, ``--workdir``, ``--output``) are taken from the repository's root.
+(candidates' files, ``--workdir``, ``--output``, ``--part``) are taken from the repository's root.
 """
 
 from __future__ import annotations
@@ -236,6 +239,58 @@ def cmd_train(args) -> dict:
     return out
 
 
+def merge_results(into: dict, part: dict, where: str) -> dict:
+    """``into`` (a results file's ``results``) with the runs of ``part`` (another's) added:
+    per candidate the genotype must be the same, and a seed in both must be the same run (the
+    same validation accuracy); the summary is recomputed. ``where`` names ``part`` in errors.
+
+    Example:
+        >>> a = {"V2": {"genotype": "g", "runs": [{"seed": 0, "valid_acc": 50.0}]}}
+        >>> b = {"V2": {"genotype": "g", "runs": [{"seed": 1, "valid_acc": 52.0}]}}
+        >>> m = merge_results(a, b, "b.json")["V2"]
+        >>> [r["seed"] for r in m["runs"]], m["valid_acc_mean"]
+        ([0, 1], 51.0)
+    """
+    out = {k: dict(v) for k, v in into.items()}
+    for name, entry in part.items():
+        if name not in out:
+            out[name] = dict(entry)
+            continue
+        have = out[name]
+        if have["genotype"] != entry["genotype"]:
+            raise SystemExit(f"{where}: {name!r} was trained as {entry['genotype']}, elsewhere as "
+                             f"{have['genotype']}; rename one of them")
+        runs = {r["seed"]: r for r in have["runs"]}
+        for r in entry["runs"]:
+            if r["seed"] in runs and runs[r["seed"]]["valid_acc"] != r["valid_acc"]:
+                raise SystemExit(f"{where}: {name!r} seed {r['seed']} holds another run ({r['valid_acc']} "
+                                 f"against {runs[r['seed']]['valid_acc']} % validation accuracy); keep one")
+            runs.setdefault(r["seed"], r)
+        have["runs"] = [runs[k] for k in sorted(runs)]
+    for entry in out.values():
+        entry.update(_summary(entry["runs"]))
+    return out
+
+
+def cmd_merge(args) -> dict:
+    """The runs of the ``--part`` files (``train`` runs of the same recipe written to other
+    ``--output`` files: trainings spread over processes or machines) merged into ``--output``
+    (:func:`merge_results`), written atomically."""
+    if not args.part:
+        raise SystemExit("merge: name the results files to merge with --part FILE (repeatable)")
+    cfg = short_recipe(epochs=args.epochs)
+    out = _existing(args.output, cfg)
+    for path in args.part:
+        if not os.path.exists(path):
+            raise SystemExit(f"merge: {path}: no such results file")
+        out = merge_results(out, _existing(path, cfg), path)  # the same recipe, or a clear error
+    seeds = sorted({r["seed"] for entry in out.values() for r in entry["runs"]})
+    _write(args, "train", cfg, seeds, out)
+    print(f"[short] merged {len(args.part)} file(s) into {args.output}: "
+          f"{sum(len(e['runs']) for e in out.values())} runs of {len(out)} candidates", file=sys.stderr)
+    return out
+
+
 def _test_acc(cfg, genotype: str, state, test_set) -> float:
     """CIFAR-10 test accuracy of a finished run's final state, stored with the run and left
     unread (``table`` shows it only with ``--read-test``, after the choice): the checkpoints
@@ -380,8 +435,9 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=("train", "table", "nb201-check"))
+    p.add_argument("what", choices=("train", "table", "nb201-check", "merge"))
     p.add_argument("--candidate", action="append", help="NAME=SOURCE (repeatable; default: the module's list)")
+    p.add_argument("--part", action="append", help="merge: a results file to merge into --output (repeatable)")
     p.add_argument("--seeds", default="0,1", type=_seeds, help="comma-separated seeds (default 0,1)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--nb201-cells", type=int, default=6)
@@ -396,7 +452,9 @@ def main(argv=None) -> int:
     args.argv = argv
     for k in ("workdir", "output", "nb201_output"):
         setattr(args, k, os.path.join(REPO, getattr(args, k)))
-    {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check}[args.what](args)
+    for i, path in enumerate(args.part or []):
+        args.part[i] = os.path.join(REPO, path)
+    {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check, "merge": cmd_merge}[args.what](args)
     return 0
 
 

@@ -114,3 +114,40 @@ def test_training_order_puts_the_rules_candidates_first(short):
     assert [seed for seed, _ in head] == [0] * len(ruled) + [1] * len(ruled)
     rest = [name for _, name in order[2 * len(ruled):]]
     assert rest == [c[0] for c in cands if c[0] not in ruled] * 2  # the others, seed by seed
+
+
+def test_merge_unites_runs_made_elsewhere(short, tmp_path, capsys):
+    """``merge``: results files of the same recipe united by candidate and seed, refused when a
+    genotype or a seed's run differs, or the recipe is another."""
+    from nasi_jax.train.recipes import config_dict
+    recipe = config_dict(short.short_recipe(epochs=1))
+
+    def part(name, results, rec=recipe):
+        (tmp_path / name).write_text(json.dumps({"recipe": rec, "results": results}))
+        return str(tmp_path / name)
+
+    def entry(genotype, *runs):
+        return {"genotype": genotype, "params_short_network": 1, "params_c36_20_cells": 2,
+                "runs": [{"seed": s, "valid_acc": v} for s, v in runs]}
+
+    a = part("a.json", {"V2": entry("g", (0, 50.0)), "rnd": entry("r", (1, 40.0))})
+    b = part("b.json", {"V2": entry("g", (1, 52.0), (0, 50.0)), "new": entry("n", (0, 45.0))})
+    out = tmp_path / "out.json"
+    common = ["merge", "--epochs", "1", "--output", str(out)]
+    assert short.main(common + ["--part", a, "--part", b]) == 0
+    res = json.loads(out.read_text())
+    assert res["recipe"] == recipe and res["seeds"] == [0, 1]
+    v2 = res["results"]["V2"]
+    assert [r["seed"] for r in v2["runs"]] == [0, 1] and v2["valid_acc_mean"] == 51.0
+    assert set(res["results"]) == {"V2", "rnd", "new"} and res["results"]["new"]["valid_acc_sd"] == 0.0
+    assert short.main(common + ["--part", b]) == 0  # merging again changes nothing
+    assert json.loads(out.read_text())["results"] == res["results"]
+    for bad, match in ((part("c.json", {"V2": entry("other", (2, 1.0))}), "was trained as"),
+                       (part("d.json", {"V2": entry("g", (1, 99.0))}), "holds another run"),
+                       (part("e.json", {}, rec={**recipe, "epochs": 2}), "another recipe"),
+                       (str(tmp_path / "none.json"), "no such results file")):
+        with pytest.raises(SystemExit, match=match):
+            short.main(common + ["--part", bad])
+    assert json.loads(out.read_text())["results"] == res["results"]  # untouched by the refusals
+    with pytest.raises(SystemExit, match="--part"):
+        short.main(common)
