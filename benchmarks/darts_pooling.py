@@ -13,7 +13,7 @@ At the three sizes of the search supernet's edges (``[b, 32, 32, 16]``, ``[b, 16
   step's second-order program;
 
 for max pooling as ``lax.reduce_window`` (``conv_impl='xla'``), as separable maxima with jax's
-own derivative of ``jnp.maximum`` (the library's CPU form before 2026-12-02, written out here)
+own derivative of ``jnp.maximum`` (the library's CPU form before 2026-12-02: its maxima undecorated)
 and as the library's separable maxima with their derivative written out
 (:func:`nasi_jax.spaces.darts.ops.max_pool_3x3`, ``xla-taps``; the same floats as the form
 before, ``tests/test_darts.py``); and the average pooling (one form). Prints a table and one
@@ -33,7 +33,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from nasi_jax import perf, records  # noqa: E402
 from nasi_jax.spaces.darts import ops  # noqa: E402
@@ -42,13 +41,9 @@ SIZES = ((32, 16), (16, 32), (8, 64))  # (H = W, C) of the search supernet's edg
 
 
 def _max_pool_jnp_maximum(x, stride: int):
-    """Separable 3x3 max pooling through jax's own ``jnp.maximum`` derivative (the reference)."""
-    s, (h, w) = stride, x.shape[1:3]
-    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    m3 = lambda a, b, c: jnp.maximum(jnp.maximum(a, b), c)  # noqa: E731
-    r = m3(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s], xp[:, 2:s * (ho - 1) + 3:s])
-    return m3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
+    """Separable 3x3 max pooling through jax's own ``jnp.maximum`` derivative (the reference:
+    the library's maxima undecorated, ``ops._max3.fun``)."""
+    return ops._separable_max_pool(x, stride, ops._max3.fun)
 
 
 FORMS = {

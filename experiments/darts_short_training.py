@@ -452,8 +452,7 @@ def main(argv=None) -> int:
     args.argv = argv
     for k in ("workdir", "output", "nb201_output"):
         setattr(args, k, os.path.join(REPO, getattr(args, k)))
-    for i, path in enumerate(args.part or []):
-        args.part[i] = os.path.join(REPO, path)
+    args.part = [os.path.join(REPO, path) for path in args.part or []]
     {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check, "merge": cmd_merge}[args.what](args)
     return 0
 

@@ -293,11 +293,18 @@ def max_pool_3x3(x, stride: int, impl: str):
     ``x [B, H, W, C] -> [B, (H - 1) // s + 1, (W - 1) // s + 1, C]``."""
     if impl not in _SEPARABLE_MAX_POOL:
         return nn.max_pool(x, (3, 3), (stride, stride), padding=((1, 1), (1, 1)))
+    return _separable_max_pool(x, stride, _max3)
+
+
+def _separable_max_pool(x, stride: int, max3):
+    """3x3 max pooling (padding 1 with -inf, stride ``stride``) as ``max3`` over three row taps,
+    then over three column taps. ``max3``: :func:`_max3`, or ``_max3.fun`` (the same maxima
+    with jax's own ``jnp.maximum`` derivative: the reference of tests and benchmarks)."""
     s, (h, w) = stride, x.shape[1:3]
     ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    r = _max3(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s], xp[:, 2:s * (ho - 1) + 3:s])
-    return _max3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
+    r = max3(xp[:, 0:s * (ho - 1) + 1:s], xp[:, 1:s * (ho - 1) + 2:s], xp[:, 2:s * (ho - 1) + 3:s])
+    return max3(r[:, :, 0:s * (wo - 1) + 1:s], r[:, :, 1:s * (wo - 1) + 2:s], r[:, :, 2:s * (wo - 1) + 3:s])
 
 
 class Op(nn.Module):
