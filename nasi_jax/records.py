@@ -39,12 +39,23 @@ import threading
 import time
 from typing import Any, Sequence
 
-__all__ = ["versions", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
+__all__ = ["versions", "usable_cores", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one, else
+    all of them). XLA:CPU sizes its thread pool by it, and partitions its reductions so: the
+    same program rounds differently on 1 core and on 2 (``docs/darts.md``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks here (macOS)
+        return os.cpu_count() or 1
+
+
 def versions() -> dict[str, str]:
-    """Versions of python and the numerical stack, the backend and the machine."""
+    """Versions of python and the numerical stack, the backend and the machine (``cpu_count``:
+    the machine's cores; ``cpu_cores``: those this process may use, :func:`usable_cores`)."""
     import flax
     import jax
     import jaxlib
@@ -56,7 +67,7 @@ def versions() -> dict[str, str]:
             "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__,
             "nasi_jax": nasi_jax.__version__, "backend": jax.default_backend(),
             "device": jax.devices()[0].device_kind, "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "cpu_cores": usable_cores()}
 
 
 def command_line(prog: str, argv: Sequence[str]) -> str:

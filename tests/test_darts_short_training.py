@@ -2,6 +2,7 @@
 validation accuracy, test accuracy read afterwards, and the NB201 sanity check."""
 
 import json
+import os
 import pathlib
 import shutil
 
@@ -151,3 +152,41 @@ def test_merge_unites_runs_made_elsewhere(short, tmp_path, capsys):
     assert json.loads(out.read_text())["results"] == res["results"]  # untouched by the refusals
     with pytest.raises(SystemExit, match="--part"):
         short.main(common)
+
+
+def test_claim_leaves_a_run_that_another_process_holds(short, tmp_path):
+    """``train --claim``: a run whose claim another process holds is left to it; the others
+    are trained and merged into the results file, each with its core count."""
+    common = ["--epochs", "1", "--seeds", "0", "--workdir", str(tmp_path / "w"), "--quiet",
+              "--data-dir", str(data_path("cifar10_jpeg").parent), "--output", str(tmp_path / "s.json")]
+    held = short._claim(str(tmp_path / "w" / "rnd" / "seed0.claim"))
+    try:
+        assert short.main(["train", "--claim", "--candidate", "V2=DARTS_V2", "--candidate", "rnd=random:1"]
+                          + common) == 0
+    finally:
+        held.close()
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert set(res["results"]) == {"V2"} and res["results"]["V2"]["runs"][0]["cores"] >= 1
+
+
+def test_jobs_start_single_core_workers(tmp_path):
+    """``train --jobs N``: N worker processes, one core each here, that find finished runs in
+    the results file and leave it as it was, and whose failure stops the command."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    ds = import_experiment("darts_short_training")  # the module's own sizes: the workers' recipe
+    from nasi_jax.spaces import darts
+    from nasi_jax.train.recipes import config_dict
+    out = tmp_path / "s.json"
+    out.write_text(json.dumps({"recipe": config_dict(ds.short_recipe(epochs=1)), "results": {"rnd": {
+        "genotype": darts.genotype_to_str(darts.random_genotype(1)), "runs": [{"seed": 0, "valid_acc": 50.0}]}}}))
+    before = out.read_text()
+    argv = ["train", "--candidate", "rnd=random:1", "--epochs", "1", "--workdir", str(tmp_path / "w"),
+            "--output", str(out), "--quiet", "--data-dir", str(tmp_path / "no_data"), "--jobs", "2"]
+    assert ds.main(argv + ["--seeds", "0"]) == 0  # both workers find the run done
+    assert out.read_text() == before
+    with pytest.raises(SystemExit, match="worker exit codes"):  # seed 1 is due and the data are absent
+        ds.main(argv + ["--seeds", "0,1"])
+    assert out.read_text() == before
+    with pytest.raises(SystemExit, match="give at most --jobs"):
+        ds.main(argv[:-1] + [str(len(os.sched_getaffinity(0)) + 1)])
