@@ -5,7 +5,8 @@
 Runs ``--steps`` staged search steps (:func:`nasi_jax.search.staged.chain_trace_and_grad`,
 the DARTS supernet at C = 16, ``3 * cells + 2`` cells, ``--conv-impl``) with every
 stage program timed on its own (each call blocks until its result is ready, so the programs
-do not overlap as they may in a normal step: the sum is an upper bound of the step). A stage's
+do not overlap as they do in a normal step, which runs independent stages side by side on
+:func:`nasi_jax.search.staged.default_workers` threads: here on one, so their sum is about the step). A stage's
 four programs are ``fwd`` (its forward pass), ``bwd`` (the VJP for ``v = grad_theta L``,
 recomputing the forward pass), ``tangent`` (the JVP along ``v``) and ``hbwd`` (the VJP of
 the JVP, for ``grad_A``). Stages are grouped by kind (stem, preprocessing, mixed edges of the
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
             x, y, g = search.algorithm.sample_step_inputs(cfg, state, jnp.int32(t), None, None)
             A = relax.relaxed_sample(jnp.zeros(cfg.alpha_shape, jnp.float32), g, tau=cfg.tau, hard=cfg.hard)
             t0 = time.perf_counter()
-            jax.block_until_ready(staged.chain_trace_and_grad(sts, state.params, x, y, A))
+            jax.block_until_ready(staged.chain_trace_and_grad(sts, state.params, x, y, A, workers=1))
             walls.append(time.perf_counter() - t0)
             print(f"step {t}: {walls[-1]:.1f} s", file=sys.stderr, flush=True)
     finally:

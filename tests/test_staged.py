@@ -193,3 +193,29 @@ def test_darts_stages_bn_options_and_trace_alone(x64):
     s = staged.chain_trace(sts, params, x, y, A)
     np.testing.assert_allclose(s, ntk.tree_sq_norm(jax.grad(loss)(params)), rtol=1e-10)
     assert float(s) == float(staged.chain_trace_and_grad(sts, params, x, y, A)[0])
+
+
+def test_stages_run_side_by_side_with_the_same_bits():
+    """``workers``: independent stages run side by side on threads; each value's cotangent is
+    summed in a fixed order (its readers, descending), so any number of threads gives the
+    one-by-one step's bits (float32, DARTS' smallest supernet: fan-out and fan-in in its cell)."""
+    import threading
+    from nasi_jax.spaces.darts.networks import DartsSupernet
+    # the fixed order: value 0 read by stages 4 (second input), 2 and 1
+    assert staged._feeds(((-1,), (0,), (0,), (1, 2), (3, 0)))[0] == [(4, 1), (2, 0), (1, 0)]
+    # two stages that read only the input run at once: each waits for the other at a barrier
+    meet = threading.Barrier(2, timeout=30)
+    out = staged._run_stages([0, 1, 2], lambda i, get: (meet.wait(), get(-1))[1] + i if i < 2
+                             else get(0) * get(1), 2, {-1: jnp.ones(())})
+    assert float(out[2]) == 2.0
+    net = DartsSupernet(channels=2, layers=1, conv_impl="xla-taps")
+    x, y = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3)), jnp.array([0, 3, 1, 2])
+    A = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(2), (2, 14, 8)), -1)
+    params = net.init(jax.random.PRNGKey(0), x, A, train=False)["params"]
+    sts = staged.stages(net)
+    s1, g1 = staged.chain_trace_and_grad(sts, params, x, y, A, workers=1)
+    for w in (2, 3):
+        s, g = staged.chain_trace_and_grad(sts, params, x, y, A, workers=w)
+        assert np.asarray(s).tobytes() == np.asarray(s1).tobytes()
+        assert np.array_equal(np.asarray(g), np.asarray(g1)) and np.abs(np.asarray(g1)).max() > 0
+    assert np.asarray(staged.chain_trace(sts, params, x, y, A, workers=2)).tobytes() == np.asarray(s1).tobytes()

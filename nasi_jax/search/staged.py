@@ -49,7 +49,9 @@ supernet ``net = search.make_network(SearchConfig(space="darts"))``):
 from __future__ import annotations
 
 import functools
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +60,7 @@ from nasi_jax.core import ntk
 from nasi_jax.spaces import get_space
 from nasi_jax.spaces.base import Space, Stage
 
-__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace", "chain_trace_and_grad", "forward"]
+__all__ = ["Stage", "stages", "trace_and_grad", "chain_trace", "chain_trace_and_grad", "forward", "default_workers"]
 
 
 def stages(net, space: str | Space = "darts") -> list[Stage]:
@@ -107,15 +109,67 @@ def _checked_inputs(sts: tuple[Stage, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(ins)
 
 
-def _carry(store, src):
-    return store[src[0]] if len(src) == 1 else tuple(store[j] for j in src)
+def _carry(get, src):
+    """The carry of a stage reading the values ``src`` (indices; ``-1`` the input x), each
+    fetched by ``get``."""
+    return get(src[0]) if len(src) == 1 else tuple(get(j) for j in src)
 
 
-def _accumulate(store, src, cot):
-    """Add the cotangent ``cot`` of a stage's carry into ``store`` (the input x's is dropped)."""
-    for j, c in zip(src, (cot,) if len(src) == 1 else cot):
-        if j >= 0:
-            store[j] = c if j not in store else jax.tree_util.tree_map(jnp.add, store[j], c)
+def _feeds(ins) -> dict[int, list[tuple[int, int]]]:
+    """Per value ``j``: the ``(stage k, position p)`` reading it, ``k`` descending (the order the
+    reverse passes sum its cotangent in, whatever order the stages finish in)."""
+    feeds: dict[int, list[tuple[int, int]]] = {}
+    for k in reversed(range(len(ins))):
+        for pos, j in enumerate(ins[k]):
+            feeds.setdefault(j, []).append((k, pos))
+    return feeds
+
+
+def _cotangent(get, ins, feeds_j, which: int):
+    """The cotangent of one value: the sum, in ``feeds_j``'s order, of the ``which``-th output
+    (a stage's input cotangents) of every stage reading it."""
+    total = None
+    for k, pos in feeds_j:
+        cin = get(k)[which]
+        c = cin if len(ins[k]) == 1 else cin[pos]
+        total = c if total is None else jax.tree_util.tree_map(jnp.add, total, c)
+    return total
+
+
+def default_workers() -> int:
+    """Threads a staged step runs its stages on by default: 2 where this process may use two
+    cores or more, else 1 (XLA:CPU keeps a second core only partly busy with one stage's
+    program; docs/darts.md measures 1, 2 and more)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks here
+        cores = os.cpu_count() or 1
+    return 2 if cores >= 2 and jax.default_backend() == "cpu" else 1
+
+
+def _run_stages(order, run: Callable, workers: int, seed: dict) -> dict:
+    """``{i: run(i, get)}`` for the stages ``order`` (each after every stage ``get`` fetches
+    from it; ``order`` lists those first), ``get(j)`` a finished stage's value (or ``seed[j]``).
+
+    With ``workers`` > 1, stages whose inputs are ready run side by side on that many threads
+    (jax releases the GIL while a program runs). The results are the same bits as one by one:
+    every stage runs the same program on the same inputs, and :func:`_cotangent` sums in a
+    fixed order. No deadlock: a thread waits only on stages queued before its own (FIFO)."""
+    if workers <= 1:
+        out = dict(seed)
+        for i in order:
+            out[i] = run(i, out.__getitem__)
+        return out
+    futs: dict = {}
+
+    def get(j):
+        return seed[j] if j in seed else futs[j].result()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="nasi-stage") as pool:
+        for i in order:
+            futs[i] = pool.submit(lambda i=i: jax.block_until_ready(run(i, get)))
+        out = {i: f.result() for i, f in futs.items()}
+    return {**seed, **out}
 
 
 def _programs(st: Stage):
@@ -167,30 +221,34 @@ def forward(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Ar
     ins, vals = _inputs(sts), {-1: x}
     for i, st in enumerate(sts):
         a = A if st.a_index is None else A[st.a_index]
-        vals[i] = st.apply(_sub(params, st), _carry(vals, ins[i]), a, y)
+        vals[i] = st.apply(_sub(params, st), _carry(vals.__getitem__, ins[i]), a, y)
     return vals[len(sts) - 1]
 
 
-def _forward_and_v(sts, params, x, y, A):
+def _forward_and_v(sts, params, x, y, A, workers):
     """The forward pass (stage values kept) and 1. ``v = grad_theta L`` (per stage), reverse
     through the stages, each stage's VJP recomputing its forward pass."""
     n, ins = len(sts), _inputs(sts)
+    feeds = _feeds(ins)
     fns = [_programs(st) for st in sts]
     ps = [_sub(params, st) for st in sts]
     As = [A if st.a_index is None else A[st.a_index] for st in sts]
-    vals = {-1: x}
-    for i in range(n - 1):
-        vals[i] = fns[i][0](ps[i], _carry(vals, ins[i]), As[i], y)
-    dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals, ins[-1]), As[-1], y).dtype  # the loss's
-    cbars = {n - 1: jnp.ones((), dt)}
-    vs = [None] * n
-    for i in reversed(range(n)):
-        vs[i], cin = fns[i][1](ps[i], _carry(vals, ins[i]), As[i], y, cbars.pop(i))
-        _accumulate(cbars, ins[i], cin)
-    return fns, ps, As, vals, vs, dt
+    vals = _run_stages(range(n - 1), lambda i, get: fns[i][0](ps[i], _carry(get, ins[i]), As[i], y),
+                       workers, {-1: x})
+    dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals.__getitem__, ins[-1]), As[-1], y).dtype  # the loss's
+    ones = jnp.ones((), dt)
+
+    def bwd(i, get):  # (v_i, cbar_in(i)), once every stage reading c_i has run
+        cbar = ones if i == n - 1 else _cotangent(get, ins, feeds[i], 1)
+        return fns[i][1](ps[i], _carry(vals.__getitem__, ins[i]), As[i], y, cbar)
+
+    back = _run_stages(reversed(range(n)), bwd, workers, {})
+    vs = [back[i][0] for i in range(n)]
+    return fns, ps, As, vals, vs, dt, feeds
 
 
-def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array) -> jax.Array:
+def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array,
+                workers: int | None = None) -> jax.Array:
     """``s = ||grad_theta L||^2`` (eq. 12) alone, stage by stage: the forward pass and one
     reverse pass, about a third of :func:`chain_trace_and_grad`'s work (no ``grad_A``). The
     same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs). Arguments as
@@ -206,30 +264,38 @@ def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: ja
         >>> bool(chain_trace(sts, params, x, y, A) == chain_trace_and_grad(sts, params, x, y, A)[0])
         True
     """
-    vs = _forward_and_v(sts, params, x, y, A)[4]
+    vs = _forward_and_v(sts, params, x, y, A, default_workers() if workers is None else workers)[4]
     return sum(ntk.tree_sq_norm(v) for v in vs)
 
 
 def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
-                         A: jax.Array) -> tuple[jax.Array, jax.Array]:
+                         A: jax.Array, workers: int | None = None) -> tuple[jax.Array, jax.Array]:
     """:func:`trace_and_grad` for any graph of stages (:class:`Stage`; a chain when no stage
     names its ``inputs``; the last one returns the scalar loss); ``params`` holds every stage's
-    parameters. The reverse passes visit the stages in reverse order, so a value's cotangent is
-    complete (summed over every stage that reads it) before its own stage runs."""
+    parameters. The reverse passes run a stage once every stage reading its value has run, and
+    sum that value's cotangent in a fixed order (the readers' indices, descending).
+
+    ``workers``: threads the stages run on, independent stages side by side (default
+    :func:`default_workers`); any number gives the same bits (tested)."""
     n, ins = len(sts), _inputs(sts)
-    fns, ps, As, vals, vs, dt = _forward_and_v(sts, params, x, y, A)
+    workers = default_workers() if workers is None else workers
+    fns, ps, As, vals, vs, dt, feeds = _forward_and_v(sts, params, x, y, A, workers)
     s = sum(ntk.tree_sq_norm(v) for v in vs)
     # 2. tangents of the stage outputs along v (the input x has none)
-    cdots = {-1: jnp.zeros_like(x)}
-    for i in range(n - 1):
-        cdots[i] = fns[i][2](ps[i], vs[i], _carry(vals, ins[i]), _carry(cdots, ins[i]), As[i], y)
+    cdots = _run_stages(range(n - 1), lambda i, get: fns[i][2](
+        ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(get, ins[i]), As[i], y),
+        workers, {-1: jnp.zeros_like(x)})
     # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss
-    cbars, cdotbars = {n - 1: jnp.zeros((), dt)}, {n - 1: jnp.ones((), dt)}
+    zero, one = jnp.zeros((), dt), jnp.ones((), dt)
+
+    def hbwd(i, get):  # (Abar_i, cbar_in(i), cdotbar_in(i))
+        cbar, cdotbar = (zero, one) if i == n - 1 else (_cotangent(get, ins, feeds[i], k) for k in (1, 2))
+        return fns[i][3](ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(cdots.__getitem__, ins[i]),
+                         As[i], y, cbar, cdotbar)
+
+    back = _run_stages(reversed(range(n)), hbwd, workers, {})
     total = jnp.zeros_like(A)
     for i in reversed(range(n)):
-        Abar, cin, cdotin = fns[i][3](ps[i], vs[i], _carry(vals, ins[i]), _carry(cdots, ins[i]), As[i],
-                                      y, cbars.pop(i), cdotbars.pop(i))
-        _accumulate(cbars, ins[i], cin)
-        _accumulate(cdotbars, ins[i], cdotin)
+        Abar = back[i][0]
         total = total + Abar if sts[i].a_index is None else total.at[sts[i].a_index].add(Abar)
     return s, 2.0 * total
