@@ -2,7 +2,7 @@
 
     python experiments/darts_short_training.py nb201-check   # does the short recipe rank cells?
     python experiments/darts_short_training.py train         # every candidate x seed (resumes)
-    python experiments/darts_short_training.py train --jobs 2   # two single-core workers
+    python experiments/darts_short_training.py train --jobs 2   # two workers, the cores shared out
     python experiments/darts_short_training.py table         # rank on validation accuracy
     python experiments/darts_short_training.py table --read-test   # only after the choice
     python experiments/darts_short_training.py merge --part A.json --part B.json   # runs made elsewhere
@@ -33,7 +33,8 @@ NB201 cells whose accuracies differ by points, it cannot rank DARTS genotypes ei
 
 ``train --jobs N`` shares the runs among N worker processes, the cores dealt out among them
 (two single-core workers finish about 1.7x as many runs an hour as one two-core process on
-this 2-core machine; a run's floats depend on its core count, recorded with it).
+this 2-core machine; a run's floats depend on its core count, recorded with it: the count of
+the process that finished it, so resume a run on as many cores as it started on).
 
 Every training is a ``nasi train`` run in its own folder under ``--workdir`` (checkpoints
 after every epoch: a stopped command resumes where it stopped); ``train`` trains the rules'
@@ -53,18 +54,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 
 from _common import REPO, add_data_args, run_record, save_figure, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _workers import claim_file, locked, pin_cores, spawn_workers
 
 from nasi_jax import records, train
+from nasi_jax.cli._common import positive_int
 from nasi_jax.train.recipes import config_dict
 from nasi_jax.data import load_cifar10_split
 from nasi_jax.spaces import darts
@@ -172,8 +173,10 @@ def run_one(cfg, arch, workdir: str, seed: int, data, progress: bool) -> tuple[d
     curve = [float(r["valid_acc"]) for r in res.history]
     return {"seed": seed, "workdir": workdir, "valid_acc_per_epoch": curve, "valid_acc": curve[-1],
             "wall_s": float(res.history[-1]["wall_s"]),
-            # how the convolutions ran, and on how many cores (the same function, rounded differently)
-            "conv_impl": (res.result or {}).get("conv_impl"), "cores": records.usable_cores()}, res
+            # how the convolutions ran, and on how many cores the process that finished it ran
+            # (the same function, rounded differently)
+            "conv_impl": (res.result or {}).get("conv_impl"),
+            "cores": (res.result or {}).get("versions", {}).get("cpu_cores", records.usable_cores())}, res
 
 
 def _summary(runs: list[dict]) -> dict:
@@ -207,40 +210,6 @@ def training_order(cands: list, seeds) -> list:
     return [(seed, c) for group in groups for seed in seeds for c in group]
 
 
-def _claim(path: str):
-    """An exclusive, non-blocking lock on the file ``path`` (created if need be): the open file,
-    to be held while this process trains the run and closed after, or ``None`` when another
-    process holds it. The system releases it when the process ends, however it ends, so a
-    stopped worker leaves nothing to clean up.
-
-    Example:
-        >>> import tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "seed0.claim")
-        >>> held = _claim(path)
-        >>> _claim(path) is None  # a second claim (even from this process) is refused
-        True
-        >>> held.close(); _claim(path) is not None
-        True
-    """
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    f = open(path, "a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
-
-
-@contextlib.contextmanager
-def _locked(path: str):
-    """Hold an exclusive lock on the file ``path`` (waiting for it) for the ``with`` block."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def _candidates(args, out: dict) -> list:
     """``(name, source, genotype, text)`` of every candidate whose source exists; a candidate
     trained under another genotype in ``out`` stops the command before anything is trained."""
@@ -263,27 +232,9 @@ def _done(out: dict, name: str, seed: int) -> bool:
     return any(r["seed"] == seed for r in out.get(name, {}).get("runs", []))
 
 
-def _spawn_workers(args) -> None:
-    """``--jobs N``: N ``train --claim`` processes, the usable cores dealt out among them (worker
-    i runs on cores i, i+N, ...), each taking the next run in :func:`training_order` that no
-    other holds; waits for all. XLA:CPU keeps two cores only partly busy with one DARTS
-    training, so two single-core trainings finish about 1.7x as many runs an hour here
-    (docs/darts.md)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if args.jobs > len(cores):
-        raise SystemExit(f"--jobs {args.jobs}: this process may use {len(cores)} core(s); "
-                         f"give at most --jobs {len(cores)}")
-    argv = [*(sys.argv[1:] if args.argv is None else args.argv), "--jobs", "1", "--claim"]
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv,
-                               "--cores", ",".join(map(str, cores[i::args.jobs]))]) for i in range(args.jobs)]
-    try:
-        codes = [p.wait() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-    if any(codes):
-        raise SystemExit(f"train --jobs {args.jobs}: worker exit codes {codes}; the runs finished are in {args.output}")
+def _results_lock(output: str) -> str:
+    """The lock file of a results file: beside it, hidden (``.NAME.lock``; git ignores it)."""
+    return os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.lock")
 
 
 def cmd_train(args) -> dict:
@@ -294,40 +245,55 @@ def cmd_train(args) -> dict:
     from one session to the next; the committed results file carries the finished runs).
 
     With ``--claim`` a run is trained only if this process can claim it (:func:`_claim`, a
-    lock file beside its workdir) and it is not yet in ``--output``: several ``train``
-    processes sharing one ``--workdir`` and ``--output`` share out the runs (``--jobs N``
-    starts them). Each run is merged into ``--output`` under a lock, re-read just before."""
+    lock file beside its workdir, :func:`_workers.claim_file`) and it is not yet in ``--output``:
+    several ``train`` processes sharing one ``--workdir`` and ``--output`` share out the runs
+    (``--jobs N`` starts them, :func:`_workers.spawn_workers`). Each run is merged into ``--output`` under a lock (:func:`_results_lock`),
+    re-read just before; the file's ``seeds`` are those of all its runs and of every
+    ``train`` that wrote it."""
     cfg = short_recipe(epochs=args.epochs)
     out = _existing(args.output, cfg)
     cands = _candidates(args, out)
     if args.jobs > 1:
-        _spawn_workers(args)
+        codes = spawn_workers(__file__, [*(sys.argv[1:] if args.argv is None else args.argv), "--jobs", "1", "--claim"],
+                              args.jobs)
+        if any(codes):
+            raise SystemExit(f"train --jobs {args.jobs}: worker exit codes {codes}; "
+                             f"the runs finished are in {args.output}")
         return _existing(args.output, cfg)
     data = test_set = None  # read when there is a run to train
-    seeds = args.seeds
-    for seed, (name, source, g, text) in training_order(cands, seeds):
+    for seed, (name, source, g, text) in training_order(cands, args.seeds):
         if _done(out, name, seed):
             continue
         workdir = os.path.join(args.workdir, slug(name), f"seed{seed}")
-        claim = _claim(workdir + ".claim") if args.claim else None
-        if args.claim and (claim is None or _done(_existing(args.output, cfg), name, seed)):
-            if claim is not None:
-                claim.close()
-            continue  # another process trains it, or has trained it
-        print(f"[short] {name}, seed {seed} ({records.usable_cores()} core(s))", file=sys.stderr, flush=True)
-        if data is None:
-            data = train.load_data(cfg, args.data_dir)
-            test_set = load_cifar10_split(args.data_dir, split="test")
-        r, res = run_one(cfg, text, workdir, seed, data, not args.quiet)
-        r["test_acc"] = _test_acc(cfg, text, res.state, test_set)
-        entry = {"source": source, "genotype": text, "params_short_network": darts.count_params(g, **SIZE),
-                 "params_c36_20_cells": darts.count_params(g, channels=36, layers=20), "runs": [r]}
-        with _locked(os.path.join(args.workdir, ".results.lock")):
-            out = merge_results(_existing(args.output, cfg), {name: entry}, f"{name!r} seed {seed}")
-            _write(args, "train", cfg, seeds, out)
-        if claim is not None:
-            claim.close()
+        with contextlib.ExitStack() as held:
+            if args.claim:
+                claim = claim_file(workdir + ".claim")
+                if claim is None:
+                    continue  # another process trains it
+                held.callback(claim.close)
+                if _done(_existing(args.output, cfg), name, seed):
+                    continue  # another process has trained it
+            cores = records.usable_cores()
+            print(f"[short] {name}, seed {seed} (pid {os.getpid()}, {cores} core(s))", file=sys.stderr, flush=True)
+            if data is None:
+                data = train.load_data(cfg, args.data_dir)
+                test_set = load_cifar10_split(args.data_dir, split="test")
+            r, res = run_one(cfg, text, workdir, seed, data, not args.quiet)
+            r["test_acc"] = _test_acc(cfg, text, res.state, test_set)
+            entry = {"source": source, "genotype": text, "params_short_network": darts.count_params(g, **SIZE),
+                     "params_c36_20_cells": darts.count_params(g, channels=36, layers=20), "runs": [r]}
+            with locked(_results_lock(args.output)):
+                out = merge_results(_existing(args.output, cfg), {name: entry}, f"{name!r} seed {seed}")
+                _write(args, "train", cfg, sorted(set(args.seeds) | _seeds_of(args.output)), out)
     return out
+
+
+def _seeds_of(path: str) -> set[int]:
+    """The ``seeds`` a results file names (none when it does not exist)."""
+    if not os.path.exists(path):
+        return set()
+    with open(path) as f:
+        return set(json.load(f).get("seeds", []))
 
 
 def merge_results(into: dict, part: dict, where: str) -> dict:
@@ -536,7 +502,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="runs/darts_short")
     p.add_argument("--output", default="docs/runs/darts_short_training.json")
     p.add_argument("--nb201-output", default="docs/runs/darts_short_training_nb201.json")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=positive_int("--jobs"), default=1,
                    help="train: N worker processes sharing the usable cores (default 1; see docs/darts.md)")
     p.add_argument("--claim", action="store_true",
                    help="train: only runs no other train process (same --workdir) holds; --jobs sets it")
@@ -546,13 +512,13 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_data_args(p)
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error(f"--jobs {args.jobs}: give one worker or more")
+    if args.what != "train" and (args.jobs != 1 or args.claim or args.cores is not None):
+        p.error(f"--jobs, --claim and --cores are options of 'train', not of {args.what!r}")
     if args.cores is not None:  # before jax's CPU client exists: it sizes its threads by the affinity
         try:
-            os.sched_setaffinity(0, args.cores)
-        except (OSError, ValueError) as e:
-            p.error(f"--cores {','.join(map(str, args.cores))}: {e}")
+            pin_cores(args.cores)
+        except ValueError as e:
+            p.error(str(e))
     args.argv = argv
     for k in ("workdir", "output", "nb201_output"):
         setattr(args, k, os.path.join(REPO, getattr(args, k)))

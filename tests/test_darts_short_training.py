@@ -159,7 +159,7 @@ def test_claim_leaves_a_run_that_another_process_holds(short, tmp_path):
     are trained and merged into the results file, each with its core count."""
     common = ["--epochs", "1", "--seeds", "0", "--workdir", str(tmp_path / "w"), "--quiet",
               "--data-dir", str(data_path("cifar10_jpeg").parent), "--output", str(tmp_path / "s.json")]
-    held = short._claim(str(tmp_path / "w" / "rnd" / "seed0.claim"))
+    held = short.claim_file(str(tmp_path / "w" / "rnd" / "seed0.claim"))
     try:
         assert short.main(["train", "--claim", "--candidate", "V2=DARTS_V2", "--candidate", "rnd=random:1"]
                           + common) == 0
@@ -169,7 +169,7 @@ def test_claim_leaves_a_run_that_another_process_holds(short, tmp_path):
     assert set(res["results"]) == {"V2"} and res["results"]["V2"]["runs"][0]["cores"] >= 1
 
 
-def test_jobs_start_single_core_workers(tmp_path):
+def test_jobs_start_single_core_workers(tmp_path, capfd):
     """``train --jobs N``: N worker processes, one core each here, that find finished runs in
     the results file and leave it as it was, and whose failure stops the command."""
     if len(os.sched_getaffinity(0)) < 2:
@@ -185,8 +185,16 @@ def test_jobs_start_single_core_workers(tmp_path):
             "--output", str(out), "--quiet", "--data-dir", str(tmp_path / "no_data"), "--jobs", "2"]
     assert ds.main(argv + ["--seeds", "0"]) == 0  # both workers find the run done
     assert out.read_text() == before
+    capfd.readouterr()
     with pytest.raises(SystemExit, match="worker exit codes"):  # seed 1 is due and the data are absent
         ds.main(argv + ["--seeds", "0,1"])
+    err = capfd.readouterr().err
+    assert "[short] rnd, seed 1" in err and "1 core(s)" in err and "2 core(s)" not in err  # pinned
     assert out.read_text() == before
     with pytest.raises(SystemExit, match="give at most --jobs"):
         ds.main(argv[:-1] + [str(len(os.sched_getaffinity(0)) + 1)])
+    with pytest.raises(SystemExit):
+        ds.main(["table", "--jobs", "2", "--output", str(out)])
+    assert "options of 'train'" in capfd.readouterr().err
+    import doctest
+    assert doctest.testmod(import_experiment("_workers")).failed == 0

@@ -208,6 +208,15 @@ def test_stages_run_side_by_side_with_the_same_bits():
     out = staged._run_stages([0, 1, 2], lambda i, get: (meet.wait(), get(-1))[1] + i if i < 2
                              else get(0) * get(1), 2, {-1: jnp.ones(())})
     assert float(out[2]) == 2.0
+
+    def fails(i, get):
+        if i == 1:
+            raise RuntimeError("stage 1 failed")
+        return get(i - 1) + 1
+    with pytest.raises(RuntimeError, match="stage 1 failed"):  # reaches the caller; stage 2 never hangs
+        staged._run_stages([0, 1, 2], fails, 2, {-1: jnp.ones(())})
+    with pytest.raises(ValueError, match="workers=0"):
+        staged._run_stages([0], fails, 0, {-1: jnp.ones(())})
     net = DartsSupernet(channels=2, layers=1, conv_impl="xla-taps")
     x, y = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3)), jnp.array([0, 3, 1, 2])
     A = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(2), (2, 14, 8)), -1)

@@ -49,7 +49,6 @@ supernet ``net = search.make_network(SearchConfig(space="darts"))``):
 from __future__ import annotations
 
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -57,6 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from nasi_jax.core import ntk
+from nasi_jax.records import usable_cores
 from nasi_jax.spaces import get_space
 from nasi_jax.spaces.base import Space, Stage
 
@@ -125,37 +125,60 @@ def _feeds(ins) -> dict[int, list[tuple[int, int]]]:
     return feeds
 
 
-def _cotangent(get, ins, feeds_j, which: int):
-    """The cotangent of one value: the sum, in ``feeds_j``'s order, of the ``which``-th output
-    (a stage's input cotangents) of every stage reading it."""
+def _keep(parts: dict, k: int, src, outs) -> None:
+    """Keep stage ``k``'s input cotangents ``outs`` (one per reverse quantity: ``cbar`` and, in
+    the reverse pass over the tangents, ``cdotbar``) in ``parts``, keyed ``(k, position,
+    which)``, until the stage that made that input takes them (:func:`_cotangent`); the input
+    x's are dropped."""
+    for which, out in enumerate(outs):
+        for pos, j in enumerate(src):
+            if j >= 0:
+                parts[(k, pos, which)] = out if len(src) == 1 else out[pos]
+
+
+def _cotangent(get, parts: dict, feeds_j, which: int):
+    """The cotangent of one value: the sum, in ``feeds_j``'s order, of the ``which``-th input
+    cotangent of every stage reading it, each taken out of ``parts`` (freed) once ``get`` has
+    seen that stage finish."""
     total = None
     for k, pos in feeds_j:
-        cin = get(k)[which]
-        c = cin if len(ins[k]) == 1 else cin[pos]
+        get(k)  # waits for stage k
+        c = parts.pop((k, pos, which))
         total = c if total is None else jax.tree_util.tree_map(jnp.add, total, c)
     return total
 
 
 def default_workers() -> int:
     """Threads a staged step runs its stages on by default: 2 where this process may use two
-    cores or more, else 1 (XLA:CPU keeps a second core only partly busy with one stage's
-    program; docs/darts.md measures 1, 2 and more)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity masks here
-        cores = os.cpu_count() or 1
-    return 2 if cores >= 2 and jax.default_backend() == "cpu" else 1
+    cores or more on a CPU backend, else 1. XLA:CPU already spreads most programs over the
+    cores, so a third thread gained 1-3 % more in ``benchmarks/darts_step_workers.py``
+    (docs/darts.md), within the machine's drift, while every thread holds more values alive
+    at once."""
+    return 2 if usable_cores() >= 2 and jax.default_backend() == "cpu" else 1
 
 
 def _run_stages(order, run: Callable, workers: int, seed: dict) -> dict:
-    """``{i: run(i, get)}`` for the stages ``order`` (each after every stage ``get`` fetches
-    from it; ``order`` lists those first), ``get(j)`` a finished stage's value (or ``seed[j]``).
+    """``{**seed, i: run(i, get)}`` for the stages ``order``, ``get(j)`` the value of ``seed``
+    or of a stage listed before (it waits for that stage to finish).
 
-    With ``workers`` > 1, stages whose inputs are ready run side by side on that many threads
-    (jax releases the GIL while a program runs). The results are the same bits as one by one:
-    every stage runs the same program on the same inputs, and :func:`_cotangent` sums in a
-    fixed order. No deadlock: a thread waits only on stages queued before its own (FIFO)."""
-    if workers <= 1:
+    With ``workers`` > 1 the stages are queued in ``order`` on that many threads, so a stage
+    starts as soon as a thread is free, and waits there for its inputs: independent stages
+    run side by side (jax releases the GIL while a program runs). No deadlock: a thread waits
+    only on stages queued before its own, which have started (first in, first out). The
+    results are the same bits as one by one: every stage runs the same program on the same
+    inputs, and :func:`_cotangent` sums in a fixed order. jax's thread-local settings
+    (``jax.default_device``, ``jax.default_matmul_precision`` and other context managers)
+    do not reach the worker threads: set them globally, or use one worker. An exception in a
+    stage reaches the caller; the stages not yet started are cancelled.
+
+    Example (two stages that read only the input, then one that reads both):
+        >>> out = _run_stages([0, 1, 2], lambda i, get: get(-1) + i if i < 2 else get(0) * get(1), 2, {-1: 1})
+        >>> out
+        {-1: 1, 0: 1, 1: 2, 2: 2}
+    """
+    if workers < 1:
+        raise ValueError(f"workers={workers}: give 1 (stages one by one) or more threads")
+    if workers == 1:
         out = dict(seed)
         for i in order:
             out[i] = run(i, out.__getitem__)
@@ -165,10 +188,15 @@ def _run_stages(order, run: Callable, workers: int, seed: dict) -> dict:
     def get(j):
         return seed[j] if j in seed else futs[j].result()
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="nasi-stage") as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="nasi-stage")
+    try:
         for i in order:
             futs[i] = pool.submit(lambda i=i: jax.block_until_ready(run(i, get)))
         out = {i: f.result() for i, f in futs.items()}
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return {**seed, **out}
 
 
@@ -229,7 +257,7 @@ def _forward_and_v(sts, params, x, y, A, workers):
     """The forward pass (stage values kept) and 1. ``v = grad_theta L`` (per stage), reverse
     through the stages, each stage's VJP recomputing its forward pass."""
     n, ins = len(sts), _inputs(sts)
-    feeds = _feeds(ins)
+    feeds, parts = _feeds(ins), {}
     fns = [_programs(st) for st in sts]
     ps = [_sub(params, st) for st in sts]
     As = [A if st.a_index is None else A[st.a_index] for st in sts]
@@ -238,12 +266,14 @@ def _forward_and_v(sts, params, x, y, A, workers):
     dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals.__getitem__, ins[-1]), As[-1], y).dtype  # the loss's
     ones = jnp.ones((), dt)
 
-    def bwd(i, get):  # (v_i, cbar_in(i)), once every stage reading c_i has run
-        cbar = ones if i == n - 1 else _cotangent(get, ins, feeds[i], 1)
-        return fns[i][1](ps[i], _carry(vals.__getitem__, ins[i]), As[i], y, cbar)
+    def bwd(i, get):  # v_i, once every stage reading c_i has run (cbar_in(i) kept in parts)
+        cbar = ones if i == n - 1 else _cotangent(get, parts, feeds[i], 0)
+        v, cin = fns[i][1](ps[i], _carry(vals.__getitem__, ins[i]), As[i], y, cbar)
+        _keep(parts, i, ins[i], (cin,))
+        return v
 
     back = _run_stages(reversed(range(n)), bwd, workers, {})
-    vs = [back[i][0] for i in range(n)]
+    vs = [back[i] for i in range(n)]
     return fns, ps, As, vals, vs, dt, feeds
 
 
@@ -276,7 +306,8 @@ def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Arr
     sum that value's cotangent in a fixed order (the readers' indices, descending).
 
     ``workers``: threads the stages run on, independent stages side by side (default
-    :func:`default_workers`); any number gives the same bits (tested)."""
+    :func:`default_workers`); any number gives the same bits (tested; :func:`_run_stages`
+    says what does not reach the threads)."""
     n, ins = len(sts), _inputs(sts)
     workers = default_workers() if workers is None else workers
     fns, ps, As, vals, vs, dt, feeds = _forward_and_v(sts, params, x, y, A, workers)
@@ -288,14 +319,18 @@ def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Arr
     # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss
     zero, one = jnp.zeros((), dt), jnp.ones((), dt)
 
-    def hbwd(i, get):  # (Abar_i, cbar_in(i), cdotbar_in(i))
-        cbar, cdotbar = (zero, one) if i == n - 1 else (_cotangent(get, ins, feeds[i], k) for k in (1, 2))
-        return fns[i][3](ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(cdots.__getitem__, ins[i]),
-                         As[i], y, cbar, cdotbar)
+    parts: dict = {}
+
+    def hbwd(i, get):  # Abar_i (cbar_in(i), cdotbar_in(i) kept in parts)
+        cbar, cdotbar = (zero, one) if i == n - 1 else (_cotangent(get, parts, feeds[i], k) for k in (0, 1))
+        Abar, cin, cdotin = fns[i][3](ps[i], vs[i], _carry(vals.__getitem__, ins[i]),
+                                      _carry(cdots.__getitem__, ins[i]), As[i], y, cbar, cdotbar)
+        _keep(parts, i, ins[i], (cin, cdotin))
+        return Abar
 
     back = _run_stages(reversed(range(n)), hbwd, workers, {})
     total = jnp.zeros_like(A)
     for i in reversed(range(n)):
-        Abar = back[i][0]
+        Abar = back[i]
         total = total + Abar if sts[i].a_index is None else total.at[sts[i].a_index].add(Abar)
     return s, 2.0 * total
