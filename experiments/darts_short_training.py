@@ -3,7 +3,7 @@
     python experiments/darts_short_training.py nb201-check   # does the short recipe rank cells?
     python experiments/darts_short_training.py train         # every candidate x seed (resumes)
     python experiments/darts_short_training.py train --jobs 2   # two workers, the cores shared out
-    python experiments/darts_short_training.py table         # rank on validation accuracy
+    python experiments/darts_short_training.py table         # rank on validation accuracy (and runs left)
     python experiments/darts_short_training.py table --read-test   # only after the choice
     python experiments/darts_short_training.py merge --part A.json --part B.json   # runs made elsewhere
 
@@ -444,9 +444,25 @@ def cmd_table(args) -> str:
                    "no rule chosen yet: every rule's NASI-FIX and NASI-ADA need a run at every seed")
         text += "\nCeiling rules, by their cells' validation accuracy:\n\n" + rules + "\n" + verdict + "\n"
     print(text, end="")
+    print(_progress(res["results"], candidates_from(args), res["seeds"]), file=sys.stderr)
     write_result(args.output, None, text)
     figure(rows, test, os.path.splitext(args.output)[0] + ".png")
     return text
+
+
+def _progress(results: dict, cands, seeds, show: int = 4) -> str:
+    """How far ``train`` is: runs recorded of candidates x seeds, and the next ``show`` runs in
+    :func:`training_order`.
+
+    Example:
+        >>> _progress({"DARTS_V2": {"runs": [{"seed": 0}]}}, [("DARTS_V2",), ("random 0",)], [0, 1])
+        '[short] 1 of 4 runs recorded; next: random 0, seed 0; DARTS_V2, seed 1; random 0, seed 1'
+    """
+    todo = [(seed, c[0]) for seed, c in training_order(cands, seeds)
+            if not any(r["seed"] == seed for r in results.get(c[0], {}).get("runs", []))]
+    total = len(cands) * len(seeds)
+    nxt = "; ".join(f"{name}, seed {seed}" for seed, name in todo[:show]) + ("; ..." if len(todo) > show else "")
+    return f"[short] {total - len(todo)} of {total} runs recorded; " + (f"next: {nxt}" if todo else "all done")
 
 
 def figure(rows, test: dict, path: str) -> None:

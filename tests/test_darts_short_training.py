@@ -48,6 +48,9 @@ def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, cap
         short.main(["table"] + common[:-3] + ["--output", str(tmp_path / "none.json"), "--quiet"])
     assert short.main(["table"] + common) == 0
     table = capsys.readouterr().out
+    assert short.main(["table", "--candidate", "V2=DARTS_V2", "--candidate", "rnd=random:1",
+                       "--candidate", "more=random:2"] + common) == 0  # how far train is, on stderr
+    assert "[short] 2 of 3 runs recorded; next: more, seed 0" in capsys.readouterr().err
     assert "test acc" not in table and table.count("\n") == 4  # header, rule, two candidates
     assert (tmp_path / "s.png").exists() and (tmp_path / "s.md").read_text() == table
     assert short.main(["table", "--read-test"] + common) == 0  # the test accuracies stored at each run's end
