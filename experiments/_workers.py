@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 
+from nasi_jax.records import usable_core_ids  # noqa: F401  (re-exported: the old path)
+
 __all__ = ["claim_file", "locked", "usable_core_ids", "pin_cores", "spawn_workers"]
 
 
@@ -57,15 +59,6 @@ def locked(path: str):
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-def usable_core_ids() -> list[int]:
-    """The CPU cores this process may run on, sorted (all of them where the system has no
-    affinity masks)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return list(range(os.cpu_count() or 1))
 
 
 def pin_cores(cores) -> None:

@@ -283,17 +283,10 @@ def cmd_train(args) -> dict:
             entry = {"source": source, "genotype": text, "params_short_network": darts.count_params(g, **SIZE),
                      "params_c36_20_cells": darts.count_params(g, channels=36, layers=20), "runs": [r]}
             with locked(_results_lock(args.output)):
-                out = merge_results(_existing(args.output, cfg), {name: entry}, f"{name!r} seed {seed}")
-                _write(args, "train", cfg, sorted(set(args.seeds) | _seeds_of(args.output)), out)
+                old = _load(args.output, cfg)
+                out = merge_results(old.get("results", {}), {name: entry}, f"{name!r} seed {seed}")
+                _write(args, "train", cfg, sorted(set(args.seeds) | set(old.get("seeds", []))), out)
     return out
-
-
-def _seeds_of(path: str) -> set[int]:
-    """The ``seeds`` a results file names (none when it does not exist)."""
-    if not os.path.exists(path):
-        return set()
-    with open(path) as f:
-        return set(json.load(f).get("seeds", []))
 
 
 def merge_results(into: dict, part: dict, where: str) -> dict:
@@ -356,15 +349,21 @@ def _test_acc(cfg, genotype: str, state, test_set) -> float:
     return float(train.evaluate(step, state, *test_set, cfg.eval_batch_size)[1])
 
 
-def _existing(path: str, cfg) -> dict:
-    """The results already in ``path`` when it holds a run of the same recipe, else none."""
+def _load(path: str, cfg) -> dict:
+    """The results file ``path`` (``{}`` when there is none); a clear error when it holds runs
+    of another recipe than ``cfg``."""
     if not os.path.exists(path):
         return {}
     with open(path) as f:
         old = json.load(f)
     if old.get("recipe") != config_dict(cfg):
         raise SystemExit(f"{path} holds results of another recipe; pick another --output (or remove it)")
-    return old.get("results", {})
+    return old
+
+
+def _existing(path: str, cfg) -> dict:
+    """The results already in ``path`` when it holds a run of the same recipe, else none."""
+    return _load(path, cfg).get("results", {})
 
 
 def _write(args, what: str, cfg, seeds, results: dict, **extra) -> None:

@@ -39,18 +39,24 @@ import threading
 import time
 from typing import Any, Sequence
 
-__all__ = ["versions", "usable_cores", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
+__all__ = ["versions", "usable_cores", "usable_core_ids", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the system has one, else
-    all of them). XLA:CPU sizes its thread pool by it, and partitions its reductions so: the
-    same program rounds differently on 1 core and on 2 (``docs/darts.md``)."""
+def usable_core_ids() -> list[int]:
+    """The CPU cores this process may run on, sorted: its affinity mask where the system has one,
+    else all of them (macOS has no affinity masks)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity masks here (macOS)
-        return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on (:func:`usable_core_ids`). XLA:CPU sizes its
+    thread pool by it, and partitions its reductions so: the same program rounds differently on
+    1 core and on 2 (``docs/darts.md``)."""
+    return len(usable_core_ids())
 
 
 def versions() -> dict[str, str]:
