@@ -39,6 +39,8 @@ import threading
 import time
 from typing import Any, Sequence
 
+from nasi_jax import hugepages
+
 __all__ = ["versions", "usable_cores", "usable_core_ids", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
 
@@ -61,7 +63,9 @@ def usable_cores() -> int:
 
 def versions() -> dict[str, str]:
     """Versions of python and the numerical stack, the backend and the machine (``cpu_count``:
-    the machine's cores; ``cpu_cores``: those this process may use, :func:`usable_cores`)."""
+    the machine's cores; ``cpu_cores``: those this process may use, :func:`usable_cores`;
+    ``malloc_hugetlb``: whether glibc's malloc asks for huge pages, :mod:`nasi_jax.hugepages`,
+    which changes the speed, not the numbers)."""
     import flax
     import jax
     import jaxlib
@@ -73,7 +77,7 @@ def versions() -> dict[str, str]:
             "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__,
             "nasi_jax": nasi_jax.__version__, "backend": jax.default_backend(),
             "device": jax.devices()[0].device_kind, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "cpu_cores": usable_cores()}
+            "cpu_count": os.cpu_count(), "cpu_cores": usable_cores(), "malloc_hugetlb": hugepages.enabled()}
 
 
 def command_line(prog: str, argv: Sequence[str]) -> str:

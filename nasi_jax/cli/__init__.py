@@ -24,6 +24,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from nasi_jax import hugepages
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = {
@@ -58,6 +60,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nasi`` on ``argv`` (default: the command line); the exit code. Run as the program
+    (``argv`` left out), it first reruns itself with transparent huge pages for XLA:CPU's
+    buffers where the system has them (:func:`nasi_jax.hugepages.rerun_with_hugepages`;
+    ``NASI_JAX_HUGEPAGES=0`` to keep it from doing so)."""
+    if argv is None:
+        hugepages.rerun_with_hugepages()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)

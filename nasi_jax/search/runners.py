@@ -266,6 +266,8 @@ def compiled_host_step(cfg: SearchConfig, execution: Execution, num_seeds: int =
     knobs) -> (state, StepMetrics)`` is one step of Algorithm 1 for one seed (``num_seeds``
     seeds batched when ``seed_batching == 'vmap'``), with ``knobs =``
     :func:`~nasi_jax.search.algorithm.knobs_of` ``(cfg)``; ``finalize(state, xi) -> alpha*``.
+    With the staged step both compile on first use (its stages one by one; ``finalize``, a
+    jitted function, at its first call), so nothing here traces the whole supernet.
     The cache key leaves out what the step does not depend on or takes as an input
     (:func:`_key_config`; ``map`` vs ``threads``), so runs that differ only there share
     one compilation.
@@ -279,14 +281,13 @@ def compiled_host_step(cfg: SearchConfig, execution: Execution, num_seeds: int =
     fns = _COMPILED.get(sig)
     if fns is None:
         init, step, fin = _host_fns(key_cfg, exe)
-        k = k if batched else k[0]
-        st = jax.eval_shape(init, k)
-        xi = jnp.zeros((), jnp.float32)
-        if exe.step_impl == "staged":  # compiled stage by stage on first use
-            step_c = _staged_step(key_cfg, exe)
+        if exe.step_impl == "staged":  # compiled stage by stage on first use, and so is finalize:
+            fns = (_staged_step(key_cfg, exe), fin)  # no abstract init (a trace of the whole supernet)
         else:
+            st = jax.eval_shape(init, k if batched else k[0])
             step_c = step.lower(st, jnp.zeros((), jnp.int32), images, labels, knobs_of(key_cfg)).compile()
-        fns = _COMPILED[sig] = (step_c, fin.lower(st, xi).compile())
+            fns = (step_c, fin.lower(st, jnp.zeros((), jnp.float32)).compile())
+        _COMPILED[sig] = fns
     step_c, fin_c = fns
     return _eager_init(cfg, exe), step_c, fin_c  # this cfg's init: nu_init is not in the key
 
