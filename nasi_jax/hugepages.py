@@ -89,11 +89,18 @@ def environment(environ=None) -> dict | None:
 def rerun_with_hugepages() -> None:
     """Replace this process with itself under :func:`environment` (``os.execve``: the same pid,
     interpreter, options and arguments, :data:`sys.orig_argv`); return at once when there is
-    nothing to do. Call it first thing in a program's ``__main__``, before any work or output
-    (buffered output would be lost), never from library code or under a test runner."""
+    nothing to do, and with a warning on stderr when the rerun fails (the process then goes
+    on without huge pages). Call it first thing in a program's ``__main__`` (work done before
+    it is done twice), never from library code or under a test runner."""
     env = environment()
     if env is None:
         return
+    if not sys.executable:  # an embedded interpreter: nothing to rerun
+        return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as e:  # the process goes on as it is: slower, never wrong
+        print(f"nasi_jax: could not rerun with huge pages ({e}); going on without them "
+              f"(set {OPT_OUT}=0 to skip the attempt)", file=sys.stderr)

@@ -47,3 +47,12 @@ def test_opt_out_and_an_explicit_choice_are_left_alone():
     assert _probe({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == [
         "before", "args []", "tunables glibc.malloc.hugetlb=0", "enabled False"]
 
+
+
+def test_a_failed_rerun_warns_and_goes_on(monkeypatch, capsys):
+    def refuse(*a):
+        raise OSError("exec refused")
+    monkeypatch.setattr(hugepages, "environment", lambda environ=None: {"GLIBC_TUNABLES": hugepages.TUNABLE})
+    monkeypatch.setattr(hugepages.os, "execve", refuse)
+    hugepages.rerun_with_hugepages()
+    assert "could not rerun with huge pages (exec refused)" in capsys.readouterr().err
