@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 
-from nasi_jax.records import usable_core_ids  # noqa: F401  (re-exported: the old path)
+from nasi_jax.records import usable_core_ids  # also importable from here, its old path
 
 __all__ = ["claim_file", "locked", "usable_core_ids", "pin_cores", "spawn_workers"]
 

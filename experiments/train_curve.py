@@ -68,5 +68,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from nasi_jax.hugepages import rerun_with_hugepages
-    rerun_with_hugepages()  # first: XLA:CPU's buffers on huge pages, where the system has them
+    rerun_with_hugepages()  # before the work: XLA:CPU's buffers on huge pages, where the system has them
     sys.exit(main())

@@ -9,7 +9,7 @@ The public API, flat (imported lazily, so ``import nasi_jax`` and ``nasi --help`
     from nasi_jax import get_preset, PRESETS                              # presets
 
 The layers, bottom to top (imports point down; docs/architecture.md draws them):
-``records``, ``presets`` and ``core`` (the maths) -> ``data`` and ``spaces`` -> ``search`` and
+``records``, ``hugepages``, ``presets`` and ``core`` (the maths) -> ``data`` and ``spaces`` -> ``search`` and
 ``scoring`` -> ``train``, ``theory``, ``perf`` -> ``cli``. Internals stay importable by their
 module paths (``nasi_jax.search.algorithm``, ...) but are not part of ``__all__``.
 

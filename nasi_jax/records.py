@@ -10,7 +10,8 @@
   with epoch, loss and accuracy in the note) share it.
 
 This module sits at the bottom of the package: it imports nothing from nasi_jax at module
-level, and jax only inside :func:`versions`.
+level (:mod:`nasi_jax.hugepages`, also at the bottom, inside :func:`versions`), and jax only
+inside :func:`versions`.
 
 Example:
     >>> import io, os, tempfile
@@ -39,7 +40,6 @@ import threading
 import time
 from typing import Any, Sequence
 
-from nasi_jax import hugepages
 
 __all__ = ["versions", "usable_cores", "usable_core_ids", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
@@ -64,8 +64,8 @@ def usable_cores() -> int:
 def versions() -> dict[str, str]:
     """Versions of python and the numerical stack, the backend and the machine (``cpu_count``:
     the machine's cores; ``cpu_cores``: those this process may use, :func:`usable_cores`;
-    ``malloc_hugetlb``: whether glibc's malloc asks for huge pages, :mod:`nasi_jax.hugepages`,
-    which changes the speed, not the numbers)."""
+    ``malloc_hugetlb``: whether glibc's malloc gives this process huge pages,
+    :func:`nasi_jax.hugepages.enabled`, which changes the speed, not the numbers)."""
     import flax
     import jax
     import jaxlib
@@ -73,6 +73,7 @@ def versions() -> dict[str, str]:
     import optax
 
     import nasi_jax
+    from nasi_jax import hugepages
     return {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__,
             "nasi_jax": nasi_jax.__version__, "backend": jax.default_backend(),

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["nasi_jax", "nasi_jax.records", "nasi_jax.compilation_cache", "nasi_jax.presets", "nasi_jax.core.relax",
+MODULES = ["nasi_jax", "nasi_jax.records", "nasi_jax.compilation_cache", "nasi_jax.hugepages", "nasi_jax.presets", "nasi_jax.core.relax",
            "nasi_jax.core.objective", "nasi_jax.core.ntk", "nasi_jax.core.conv", "nasi_jax.core.memory",
            "nasi_jax.spaces", "nasi_jax.spaces.nb201", "nasi_jax.spaces.nb201.space", "nasi_jax.spaces.nb201.cost",
            "nasi_jax.spaces.darts", "nasi_jax.spaces.darts.genotype", "nasi_jax.spaces.darts.space",

@@ -15,7 +15,7 @@ PROBE = ("import os, sys; from nasi_jax import hugepages; print('before', flush=
 
 
 def _probe(env_extra: dict, *args: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT, hugepages.RERUN)}
     env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
@@ -26,11 +26,12 @@ def test_environment_appends_the_tunable_once():
         assert hugepages.environment({}) is None
         return
     env = hugepages.environment({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"})
-    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:" + hugepages.TUNABLE}
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:" + hugepages.TUNABLE,
+                   hugepages.RERUN: "1"}
     assert hugepages.enabled(env)
     assert hugepages.environment(env) is None  # no second rerun
     assert hugepages.environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None  # the user's choice stands
-    assert hugepages.environment({hugepages.OPT_OUT: "0"}) is None
+    assert all(hugepages.environment({hugepages.OPT_OUT: v}) is None for v in ("0", "false", "No", "off"))
     assert hugepages.environment({hugepages.OPT_OUT: "1"})["GLIBC_TUNABLES"] == hugepages.TUNABLE
 
 
@@ -48,7 +49,6 @@ def test_opt_out_and_an_explicit_choice_are_left_alone():
         "before", "args []", "tunables glibc.malloc.hugetlb=0", "enabled False"]
 
 
-
 def test_a_failed_rerun_warns_and_goes_on(monkeypatch, capsys):
     def refuse(*a):
         raise OSError("exec refused")
@@ -56,3 +56,13 @@ def test_a_failed_rerun_warns_and_goes_on(monkeypatch, capsys):
     monkeypatch.setattr(hugepages.os, "execve", refuse)
     hugepages.rerun_with_hugepages()
     assert "could not rerun with huge pages (exec refused)" in capsys.readouterr().err
+
+
+def test_a_rerun_that_lost_the_tunable_warns_instead_of_looping():
+    # glibc drops malloc tunables for set-user-ID / capability binaries: the rerun must not rerun again
+    lines = _probe({hugepages.RERUN: "1"})
+    assert lines == ["before", "args []", "tunables None", "enabled False"]
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env={**env, hugepages.RERUN: "1"},
+                         capture_output=True, text=True, check=True)
+    assert "glibc did not keep it" in out.stderr

@@ -24,9 +24,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from nasi_jax import hugepages
-
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "run", "build_parser", "COMMANDS"]
 
 COMMANDS = {
     "search": "run NASI (Algorithm 1) for one or more seeds",
@@ -60,12 +58,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``nasi`` on ``argv`` (default: the command line); the exit code. Run as the program
-    (``argv`` left out), it first reruns itself with transparent huge pages for XLA:CPU's
-    buffers where the system has them (:func:`nasi_jax.hugepages.rerun_with_hugepages`;
-    ``NASI_JAX_HUGEPAGES=0`` to keep it from doing so)."""
-    if argv is None:
-        hugepages.rerun_with_hugepages()
+    """Run ``nasi`` on ``argv`` (default: the command line); the exit code. No side effect on
+    the process beyond the command's own (:func:`run` is the program)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)
@@ -89,4 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """The ``nasi`` program (its console script, and ``python -m nasi_jax.cli``): rerun this
+    process with transparent huge pages for XLA:CPU's buffers where the system has them
+    (:func:`nasi_jax.hugepages.rerun_with_hugepages`; ``NASI_JAX_HUGEPAGES=0`` keeps it from
+    doing so), then :func:`main` on the command line, and exit with its code."""
+    from nasi_jax import hugepages
+    hugepages.rerun_with_hugepages()
     sys.exit(main())

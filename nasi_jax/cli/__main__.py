@@ -1,7 +1,5 @@
-"""``python -m nasi_jax.cli``: the ``nasi`` command."""
+"""``python -m nasi_jax.cli``: the ``nasi`` program (:func:`nasi_jax.cli.run`)."""
 
-import sys
+from nasi_jax.cli import run
 
-from nasi_jax.cli import main
-
-sys.exit(main())
+run()
