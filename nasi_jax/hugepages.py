@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -54,9 +55,10 @@ _OFF = ("0", "false", "no", "off")
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+@functools.cache
 def unavailable() -> str | None:
     """Why this system cannot use the tunable (not Linux, not glibc >= 2.35, transparent huge
-    pages off in the kernel), or ``None`` when it can."""
+    pages off in the kernel), or ``None`` when it can (looked up once a process)."""
     if not sys.platform.startswith("linux"):
         return f"not Linux ({sys.platform})"
     lib, version = platform.libc_ver()

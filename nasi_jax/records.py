@@ -40,7 +40,6 @@ import threading
 import time
 from typing import Any, Sequence
 
-
 __all__ = ["versions", "usable_cores", "usable_core_ids", "command_line", "now_utc", "write_text_atomic", "write_json_atomic", "write_record",
            "save_npz_atomic", "Progress", "format_duration"]
 

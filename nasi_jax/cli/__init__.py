@@ -82,10 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def run() -> None:
     """The ``nasi`` program (its console script, and ``python -m nasi_jax.cli``): rerun this
     process with transparent huge pages for XLA:CPU's buffers where the system has them
@@ -93,4 +89,8 @@ def run() -> None:
     doing so), then :func:`main` on the command line, and exit with its code."""
     from nasi_jax import hugepages
     hugepages.rerun_with_hugepages()
+    sys.exit(main())
+
+
+if __name__ == "__main__":
     sys.exit(main())
