@@ -1,6 +1,7 @@
 """NASI-FIX and NASI-ADA on the DARTS space with the paper's settings, from one resumable run.
 
-    python experiments/darts_search.py --output docs/runs/darts_search.json
+    python experiments/darts_search.py                # -> docs/runs/darts_search_data_agnostic.json
+    python experiments/darts_search.py --data real    # -> docs/runs/darts_search_real.json
 
 * **Search** (PAPER.md §4, §8): the DARTS supernet (8 cells, C=16, reductions at 1/3 and
   2/3, PyTorch init, BatchNorm with batch statistics), T=100 steps, b=64, the data-agnostic
@@ -26,7 +27,11 @@
   ``s`` and ``G`` in ``<output stem>_history.npz`` for replaying any other rule.
 * **Output**: the genotypes (DARTS text form, also written to ``<output stem>_{fix,ada}.txt``
   for ``nasi train --genotype FILE``), their parameter counts at C=36 / 20 cells without the
-  auxiliary head, the compile and search wall time and the per-step time.
+  auxiliary head, the compile and search wall time and the per-step time. The default
+  ``--output`` is named after the data mode (:data:`OUTPUT_NAMES`), so that no run overwrites
+  another's genotypes; ``docs/runs/darts_search_{fix,ada}.txt`` are not written here: they
+  hold the genotypes of the ceiling rule chosen by the short-training comparison
+  (``experiments/darts_short_training.py table --chosen-genotypes docs/runs/darts_search``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ from nasi_jax.spaces import darts
 
 VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mode")}
             for name, p in (("NASI-FIX", "paper"), ("NASI-ADA", "paper-ada"))}
+# the default result file's name per data mode (docs/runs/darts_search_<name>.json); the
+# chosen rule's genotypes are docs/runs/darts_search_{fix,ada}.txt (experiments/darts_short_training.py)
+OUTPUT_NAMES = {"random": "data_agnostic", "random-labels": "random_labels", "real": "real"}
 # Not a variant of the paper: the same run read out without the ceiling (mu = 0, the trace
 # alone), to show what the penalty changes.
 REFERENCE = {"trace-only (mu=0)": dict(mu=0.0, nu=100.0, nu_mode="fixed")}
@@ -157,8 +165,12 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=data_root(),
                    help="folder with cifar10_jpeg/ and nb201/cifar-split.txt, for --data real or random-labels "
                         "(default: $NASI_DATA_DIR, else ../shared/data)")
-    p.add_argument("--output", default="docs/runs/darts_search.json")
-    p.add_argument("--history", default="runs/darts_search/history.npz")
+    p.add_argument("--output", default=None,
+                   help="result JSON; the genotypes and the history go beside it (default: "
+                        "docs/runs/darts_search_<data>.json, <data> one of "
+                        + ", ".join(OUTPUT_NAMES.values()) + ")")
+    p.add_argument("--history", default=None,
+                   help="the resumable per-step history (default: runs/darts_search/<data>.npz)")
     p.add_argument("--compilation-cache", metavar="DIR",
                    help="jax's persistent compilation cache in DIR (an empty one: a cold run; "
                         "nasi_jax.compilation_cache); default: none")
@@ -169,6 +181,8 @@ def main(argv=None) -> int:
     if args.summarize:
         print(summarize(args.summarize), end="")
         return 0
+    args.output = args.output or f"docs/runs/darts_search_{OUTPUT_NAMES[args.data]}.json"
+    args.history = args.history or f"runs/darts_search/{OUTPUT_NAMES[args.data]}.npz"
     if not args.output.endswith(".json"):
         p.error("--output must end in .json")
     cfg = search.SearchConfig(space="darts", preset="paper", steps=args.steps, batch_size=args.batch_size,

@@ -4,6 +4,7 @@
     python experiments/darts_short_training.py train         # every candidate x seed (resumes)
     python experiments/darts_short_training.py train --jobs 2   # two workers, the cores shared out
     python experiments/darts_short_training.py table         # rank on validation accuracy (and runs left)
+    python experiments/darts_short_training.py table --chosen-genotypes docs/runs/darts_search   # the chosen rule's
     python experiments/darts_short_training.py table --read-test   # only after the choice
     python experiments/darts_short_training.py merge --part A.json --part B.json   # runs made elsewhere
 
@@ -15,7 +16,7 @@ images never trained on: ``train_split='train'``, ``eval_split='valid'``). The C
 set is read only by ``table --read-test``, after the choice.
 
 **Candidates** (``--candidate NAME=SOURCE``, repeatable; default :data:`CANDIDATES`): a
-genotype file (``docs/runs/darts_search_fix.txt``), a variant of a search result
+genotype file (``docs/runs/darts_search_real_fix.txt``), a variant of a search result
 (``docs/runs/darts_search_real.json#NASI-FIX``), a published genotype (``DARTS_V2``), or
 ``random:K`` (:func:`nasi_jax.spaces.darts.random_genotype`, DARTS' random baseline).
 A candidate whose file is missing is named and skipped.
@@ -74,9 +75,9 @@ TRAIN_IMAGES, VALID_IMAGES = 10_000, 10_000
 SIZE = {"channels": 16, "layers": 8}  # the short network (DARTS: NetworkCIFAR, C and cells)
 RECIPE_OVERRIDES: dict = {}  # other TrainConfig fields (none: DARTS' recipe; tests shrink the batch)
 CANDIDATES = (
-    ("NASI-FIX, data-agnostic (paper nu)", "docs/runs/darts_search_fix.txt"),
-    ("NASI-ADA, data-agnostic (paper nu)", "docs/runs/darts_search_ada.txt"),
-    ("trace only, data-agnostic", "docs/runs/darts_search.json#trace-only (mu=0)"),
+    ("NASI-FIX, data-agnostic (paper nu)", "docs/runs/darts_search_data_agnostic_fix.txt"),
+    ("NASI-ADA, data-agnostic (paper nu)", "docs/runs/darts_search_data_agnostic_ada.txt"),
+    ("trace only, data-agnostic", "docs/runs/darts_search_data_agnostic.json#trace-only (mu=0)"),
     ("NASI-FIX, CIFAR-10 (paper nu)", "docs/runs/darts_search_real_fix.txt"),
     ("NASI-ADA, CIFAR-10 (paper nu)", "docs/runs/darts_search_real_ada.txt"),
     ("NASI-FIX, CIFAR-10 (q60 rule)", "docs/runs/darts_search_real_fix_q60.txt"),
@@ -446,7 +447,25 @@ def cmd_table(args) -> str:
     print(_progress(res["results"], candidates_from(args), res["seeds"]), file=sys.stderr)
     write_result(args.output, None, text)
     figure(rows, test, os.path.splitext(args.output)[0] + ".png")
+    if args.chosen_genotypes:
+        if chosen is None:
+            raise SystemExit("--chosen-genotypes: no rule chosen yet (every rule's NASI-FIX and NASI-ADA "
+                             "need a run at every seed); run 'train' to the end first")
+        for path in write_chosen(res["results"], chosen, args.chosen_genotypes):
+            print(f"{chosen}: wrote {os.path.relpath(path, REPO)}", file=sys.stderr)
     return text
+
+
+def write_chosen(results: dict, rule: str, stem: str) -> list[str]:
+    """Write the genotypes of ``rule``'s NASI-FIX and NASI-ADA cells (as trained, from a
+    results file's ``results``) to ``<stem>_fix.txt`` and ``<stem>_ada.txt``, atomically, in
+    the DARTS text form ``nasi train --genotype FILE`` reads; returns the two paths."""
+    fix, ada = next((f, a) for r, f, a in RULES if r == rule)
+    paths = []
+    for tag, name in (("fix", fix), ("ada", ada)):
+        paths.append(f"{stem}_{tag}.txt")
+        records.write_text_atomic(paths[-1], results[name]["genotype"] + "\n")
+    return paths
 
 
 def _progress(results: dict, cands, seeds, show: int = 4) -> str:
@@ -524,19 +543,25 @@ def main(argv=None) -> int:
     p.add_argument("--cores", type=_ints, default=None,
                    help="comma-separated CPU cores to run on (this process's affinity, set before jax starts)")
     p.add_argument("--read-test", action="store_true", help="table: also the test accuracy (after the choice)")
+    p.add_argument("--chosen-genotypes", metavar="STEM",
+                   help="table: write the chosen rule's NASI-FIX and NASI-ADA genotypes to STEM_fix.txt and "
+                        "STEM_ada.txt (docs/runs/darts_search for the committed ones)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_data_args(p)
     args = p.parse_args(argv)
     if args.what != "train" and (args.jobs != 1 or args.claim or args.cores is not None):
         p.error(f"--jobs, --claim and --cores are options of 'train', not of {args.what!r}")
+    if args.what != "table" and (args.read_test or args.chosen_genotypes):
+        p.error(f"--read-test and --chosen-genotypes are options of 'table', not of {args.what!r}")
     if args.cores is not None:  # before jax's CPU client exists: it sizes its threads by the affinity
         try:
             pin_cores(args.cores)
         except ValueError as e:
             p.error(str(e))
     args.argv = argv
-    for k in ("workdir", "output", "nb201_output"):
-        setattr(args, k, os.path.join(REPO, getattr(args, k)))
+    for k in ("workdir", "output", "nb201_output", "chosen_genotypes"):
+        if getattr(args, k):
+            setattr(args, k, os.path.join(REPO, getattr(args, k)))
     args.part = [os.path.join(REPO, path) for path in args.part or []]
     {"train": cmd_train, "table": cmd_table, "nb201-check": cmd_nb201_check, "merge": cmd_merge}[args.what](args)
     return 0

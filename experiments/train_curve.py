@@ -1,8 +1,8 @@
 """Accuracy curve of a `nasi train` run: its metrics and result as JSON, and a figure.
 
-    nasi train --genotype docs/runs/darts_search_fix.txt --dataset cifar10 --epochs 8 \\
+    nasi train --genotype docs/runs/darts_search_data_agnostic_fix.txt --dataset cifar10 --epochs 8 \\
         --channels 16 --layers 8 --train-size 10000 --data-dir ../shared/data --workdir runs/train_fix
-    python experiments/train_curve.py --workdir runs/train_fix --output docs/runs/darts_train_cpu.json
+    python experiments/train_curve.py --workdir runs/train_fix --output docs/runs/darts_train_cpu_data_agnostic_fix.json
 
 Reads ``WORKDIR/metrics.jsonl`` (one line per epoch) and ``WORKDIR/result.json`` (written
 when the run completes) and writes ``--output`` (both, with the run record: command, created,

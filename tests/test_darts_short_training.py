@@ -57,6 +57,35 @@ def test_short_training_ranks_on_validation_then_reads_test(short, tmp_path, cap
     acc = res["results"]["V2"]["runs"][0]["test_acc"]
     v2_line = next(line for line in capsys.readouterr().out.splitlines() if "| V2 |" in line)
     assert 0 <= acc <= 100 and v2_line.endswith(f" {acc:.2f} |")
+    with pytest.raises(SystemExit, match="no rule chosen yet"):  # no rule's cells were trained
+        short.main(["table", "--chosen-genotypes", str(tmp_path / "g")] + common)
+    assert not list(tmp_path.glob("g_*.txt"))
+    with pytest.raises(SystemExit):
+        short.main(["train", "--chosen-genotypes", str(tmp_path / "g")] + common)
+    assert "options of 'table', not of 'train'" in capsys.readouterr().err
+
+
+def test_table_writes_the_chosen_rules_genotypes(short, tmp_path, capsys):
+    """Once every rule's two cells have every seed, ``table --chosen-genotypes STEM`` writes the
+    chosen rule's NASI-FIX and NASI-ADA genotypes (as trained) where ``nasi train`` reads them."""
+    from nasi_jax.spaces import darts
+    results = {}
+    for k, (rule, fix, ada) in enumerate(short.RULES):
+        for j, name in enumerate((fix, ada)):
+            g = darts.genotype_to_str(darts.random_genotype(10 * k + j))
+            accs = [50.0 + 2 * k + j, 51.0 + 2 * k]
+            results[name] = {"genotype": g, "params_short_network": 1, "params_c36_20_cells": 2,
+                             "valid_acc_mean": sum(accs) / 2, "valid_acc_sd": 0.5,
+                             "runs": [{"seed": s, "valid_acc": a} for s, a in enumerate(accs)]}
+    out = tmp_path / "s.json"
+    out.write_text(json.dumps({"what": "train", "seeds": [0, 1], "results": results}))
+    assert short.main(["table", "--output", str(out), "--chosen-genotypes", str(tmp_path / "g")]) == 0
+    rule, fix, ada = short.RULES[-1]  # the highest means, by construction
+    assert f"chosen rule: {rule}" in capsys.readouterr().out
+    for tag, name in (("fix", fix), ("ada", ada)):
+        text = (tmp_path / f"g_{tag}.txt").read_text()
+        assert text == results[name]["genotype"] + "\n"
+        assert darts.genotype_to_str(darts.parse_genotype(text.strip())) == results[name]["genotype"]
 
 
 def test_random_genotypes_are_valid_and_the_sources_parse(short):
@@ -66,8 +95,8 @@ def test_random_genotypes_are_valid_and_the_sources_parse(short):
         assert darts.check_genotype(g) == g
     assert len({str(g) for g in gs}) == 20
     assert short.genotype_of("random:3") == gs[3] and short.genotype_of("DARTS_V2") == darts.DARTS_V2
-    assert short.genotype_of("docs/runs/darts_search.json#trace-only (mu=0)") == darts.parse_genotype(
-        json.loads((REPO / "docs/runs/darts_search.json").read_text())["variants"]["trace-only (mu=0)"]["genotype"])
+    assert short.genotype_of("docs/runs/darts_search_data_agnostic.json#trace-only (mu=0)") == darts.parse_genotype(
+        json.loads((REPO / "docs/runs/darts_search_data_agnostic.json").read_text())["variants"]["trace-only (mu=0)"]["genotype"])
     with pytest.raises(SystemExit, match="non-negative integer"):
         short.genotype_of("random:x")
     with pytest.raises(FileNotFoundError, match="does not exist"):
