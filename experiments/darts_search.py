@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import config_record, data_root, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
+from _common import REPO, config_record, data_root, run_record, write_result  # noqa: E402  (experiments/ is on sys.path)
 
 from nasi_jax import presets, records, search
 from nasi_jax.core import objective
@@ -58,6 +58,22 @@ VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mod
 # the default result file's name per data mode (docs/runs/darts_search_<name>.json); the
 # chosen rule's genotypes are docs/runs/darts_search_{fix,ada}.txt (experiments/darts_short_training.py)
 OUTPUT_NAMES = {"random": "data_agnostic", "random-labels": "random_labels", "real": "real"}
+# the stem of the chosen rule's genotype files: never an output of this script
+CHOSEN = "docs/runs/darts_search.json"
+
+
+def default_paths(data: str) -> tuple[str, str]:
+    """The default ``--output`` and ``--history`` for the data mode ``data``.
+
+    Example:
+        >>> default_paths("random")
+        ('docs/runs/darts_search_data_agnostic.json', 'runs/darts_search/data_agnostic.npz')
+        >>> default_paths("real")[0]
+        'docs/runs/darts_search_real.json'
+    """
+    return f"docs/runs/darts_search_{OUTPUT_NAMES[data]}.json", f"runs/darts_search/{OUTPUT_NAMES[data]}.npz"
+
+
 # Not a variant of the paper: the same run read out without the ceiling (mu = 0, the trace
 # alone), to show what the penalty changes.
 REFERENCE = {"trace-only (mu=0)": dict(mu=0.0, nu=100.0, nu_mode="fixed")}
@@ -181,10 +197,13 @@ def main(argv=None) -> int:
     if args.summarize:
         print(summarize(args.summarize), end="")
         return 0
-    args.output = args.output or f"docs/runs/darts_search_{OUTPUT_NAMES[args.data]}.json"
-    args.history = args.history or f"runs/darts_search/{OUTPUT_NAMES[args.data]}.npz"
+    default_output, default_history = default_paths(args.data)
+    args.output, args.history = args.output or default_output, args.history or default_history
     if not args.output.endswith(".json"):
         p.error("--output must end in .json")
+    if os.path.realpath(args.output) == os.path.realpath(os.path.join(REPO, CHOSEN)):
+        p.error(f"--output {args.output} would overwrite the chosen rule's genotypes ({CHOSEN[:-5]}_fix.txt, "
+                "_ada.txt, written by experiments/darts_short_training.py); pick another name")
     cfg = search.SearchConfig(space="darts", preset="paper", steps=args.steps, batch_size=args.batch_size,
                               mu=0.0, channels=args.channels, cells_per_stage=args.cells,
                               image_size=args.image_size, data=args.data).validate()

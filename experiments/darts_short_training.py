@@ -48,7 +48,8 @@ spread over processes or machines (several processes sharing one GPU, say: ``tra
 test accuracy is taken at its end and stored unread (``table --read-test`` shows it). CPU cost: some
 20-25 minutes a DARTS training here (2 cores; docs/darts.md), so the default set (12
 candidates x 2 seeds) is a background job of hours; a GPU makes it cheap. Relative paths
-(candidates' files, ``--workdir``, ``--output``, ``--part``) are taken from the repository's root.
+(candidates' files, ``--workdir``, ``--output``, ``--part``, ``--chosen-genotypes``) are taken from the
+repository's root.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ CANDIDATES = (
 )
 
 # The ceiling rules compared, each by its NASI-FIX and NASI-ADA candidates (names of CANDIDATES).
-# The rule chosen (fixed before any result was seen) is the one whose two cells have the
-# highest mean validation accuracy over all their runs; the NB201 presets' quantile rule uses
-# each variant's own quantile (FIX 60 %, ADA 65 %).
+# The rule chosen (fixed after one run, NASI-FIX data-agnostic seed 0, and before any other)
+# is the one whose two cells have the highest mean validation accuracy over all their runs;
+# the NB201 presets' quantile rule uses each variant's own quantile (FIX 60 %, ADA 65 %).
 RULES = (
     ("paper nu, data-agnostic", "NASI-FIX, data-agnostic (paper nu)", "NASI-ADA, data-agnostic (paper nu)"),
     ("paper nu, CIFAR-10", "NASI-FIX, CIFAR-10 (paper nu)", "NASI-ADA, CIFAR-10 (paper nu)"),
@@ -439,6 +440,9 @@ def cmd_table(args) -> str:
         lines.append(line + (f" {np.mean(test[name]):.2f} |" if test else ""))
     text = "\n".join(lines) + "\n"
     rules, chosen = rule_table(res["results"], res["seeds"])
+    if args.chosen_genotypes and chosen is None:
+        raise SystemExit("--chosen-genotypes: no rule chosen yet (every rule's NASI-FIX and NASI-ADA "
+                         "need a run at every seed); run 'train' to the end first")
     if rules:
         verdict = (f"chosen rule: {chosen}" if chosen else
                    "no rule chosen yet: every rule's NASI-FIX and NASI-ADA need a run at every seed")
@@ -448,9 +452,6 @@ def cmd_table(args) -> str:
     write_result(args.output, None, text)
     figure(rows, test, os.path.splitext(args.output)[0] + ".png")
     if args.chosen_genotypes:
-        if chosen is None:
-            raise SystemExit("--chosen-genotypes: no rule chosen yet (every rule's NASI-FIX and NASI-ADA "
-                             "need a run at every seed); run 'train' to the end first")
         for path in write_chosen(res["results"], chosen, args.chosen_genotypes):
             print(f"{chosen}: wrote {os.path.relpath(path, REPO)}", file=sys.stderr)
     return text

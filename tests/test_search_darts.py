@@ -121,6 +121,18 @@ def test_penalty_active_fraction():
     assert ds.penalty_active_frac(s, 40.0, "adaptive") == pytest.approx(1.0)
 
 
+def test_darts_search_script_never_overwrites_the_chosen_genotypes(capsys):
+    """docs/runs/darts_search_{fix,ada}.txt are the chosen ceiling rule's cells (written by
+    darts_short_training.py): an --output with that stem is refused before anything runs."""
+    ds = import_experiment("darts_search")
+    chosen = pathlib.Path(__file__).resolve().parents[1] / "docs/runs/darts_search.json"
+    before = (chosen.parent / "darts_search_fix.txt").read_text()
+    with pytest.raises(SystemExit):
+        ds.main(["--output", str(chosen), "--steps", "1"])
+    assert "would overwrite the chosen rule's genotypes" in capsys.readouterr().err
+    assert (chosen.parent / "darts_search_fix.txt").read_text() == before and not chosen.exists()
+
+
 def test_darts_search_script_writes_both_variants_and_resumes(tmp_path, capsys):
     """experiments/darts_search.py at DARTS_TINY's sizes (the staged programs compiled above are
     reused): FIX, ADA and the mu=0 reference, genotype files, and a rerun that resumes."""
