@@ -58,8 +58,8 @@ VARIANTS = {name: {k: presets.PRESETS[p].values[k] for k in ("mu", "nu", "nu_mod
 # the default result file's name per data mode (docs/runs/darts_search_<name>.json); the
 # chosen rule's genotypes are docs/runs/darts_search_{fix,ada}.txt (experiments/darts_short_training.py)
 OUTPUT_NAMES = {"random": "data_agnostic", "random-labels": "random_labels", "real": "real"}
-# the stem of the chosen rule's genotype files: never an output of this script
-CHOSEN = "docs/runs/darts_search.json"
+# the stem of the chosen rule's genotype files (<stem>_fix.txt, _ada.txt): never this script's
+CHOSEN_STEM = "docs/runs/darts_search"
 
 
 def default_paths(data: str) -> tuple[str, str]:
@@ -201,8 +201,8 @@ def main(argv=None) -> int:
     args.output, args.history = args.output or default_output, args.history or default_history
     if not args.output.endswith(".json"):
         p.error("--output must end in .json")
-    if os.path.realpath(args.output) == os.path.realpath(os.path.join(REPO, CHOSEN)):
-        p.error(f"--output {args.output} would overwrite the chosen rule's genotypes ({CHOSEN[:-5]}_fix.txt, "
+    if os.path.realpath(args.output[:-len(".json")]) == os.path.realpath(os.path.join(REPO, CHOSEN_STEM)):
+        p.error(f"--output {args.output} would overwrite the chosen rule's genotypes ({CHOSEN_STEM}_fix.txt, "
                 "_ada.txt, written by experiments/darts_short_training.py); pick another name")
     cfg = search.SearchConfig(space="darts", preset="paper", steps=args.steps, batch_size=args.batch_size,
                               mu=0.0, channels=args.channels, cells_per_stage=args.cells,

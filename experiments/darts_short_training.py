@@ -440,12 +440,11 @@ def cmd_table(args) -> str:
         lines.append(line + (f" {np.mean(test[name]):.2f} |" if test else ""))
     text = "\n".join(lines) + "\n"
     rules, chosen = rule_table(res["results"], res["seeds"])
+    no_rule = "no rule chosen yet: every rule's NASI-FIX and NASI-ADA need a run at every seed"
     if args.chosen_genotypes and chosen is None:
-        raise SystemExit("--chosen-genotypes: no rule chosen yet (every rule's NASI-FIX and NASI-ADA "
-                         "need a run at every seed); run 'train' to the end first")
+        raise SystemExit(f"--chosen-genotypes: {no_rule}; run 'train' to the end first")
     if rules:
-        verdict = (f"chosen rule: {chosen}" if chosen else
-                   "no rule chosen yet: every rule's NASI-FIX and NASI-ADA need a run at every seed")
+        verdict = f"chosen rule: {chosen}" if chosen else no_rule
         text += "\nCeiling rules, by their cells' validation accuracy:\n\n" + rules + "\n" + verdict + "\n"
     print(text, end="")
     print(_progress(res["results"], candidates_from(args), res["seeds"]), file=sys.stderr)
@@ -462,11 +461,10 @@ def write_chosen(results: dict, rule: str, stem: str) -> list[str]:
     results file's ``results``) to ``<stem>_fix.txt`` and ``<stem>_ada.txt``, atomically, in
     the DARTS text form ``nasi train --genotype FILE`` reads; returns the two paths."""
     fix, ada = next((f, a) for r, f, a in RULES if r == rule)
-    paths = []
-    for tag, name in (("fix", fix), ("ada", ada)):
-        paths.append(f"{stem}_{tag}.txt")
-        records.write_text_atomic(paths[-1], results[name]["genotype"] + "\n")
-    return paths
+    paths = {f"{stem}_fix.txt": fix, f"{stem}_ada.txt": ada}
+    for path, name in paths.items():
+        records.write_text_atomic(path, results[name]["genotype"] + "\n")
+    return list(paths)
 
 
 def _progress(results: dict, cands, seeds, show: int = 4) -> str:
