@@ -104,6 +104,22 @@ def _staged_equals_one_program(net, variables, sts, x, y, A, space):
     return g
 
 
+def _owned(sts):
+    return sorted([k for st in sts if st.path is None for k in st.keys]
+                  + ["/".join(st.path) for st in sts if st.path is not None])
+
+
+def _expected(params):  # the top-level parameters, the cells' modules, the edges' ops
+    out = []
+    for c, sub in params.items():
+        if not c.startswith("cell_"):
+            out.append(c)
+            continue
+        out += [f"{c}/{k}" if not k.startswith("edge_") else f"{c}/{k}/{op}" for k in sub
+                for op in (sub[k] if k.startswith("edge_") else [None])]
+    return sorted(out)
+
+
 def test_darts_staged_step_equals_the_one_program_step(x64):
     """The DARTS stages compose to the supernet's loss, and the staged (s, ds/dA) equals the
     one-program step's to float64 rounding. One cell (DARTS' smallest supernet: one reduction
@@ -117,17 +133,14 @@ def test_darts_staged_step_equals_the_one_program_step(x64):
     A = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(2), (2, 14, 8), jnp.float64), -1)
     variables = net.init(jax.random.PRNGKey(0), x, A, train=False)
     sts = staged.stages(net)
-    assert sts[0].name == "stem" and sts[-1].name == "head" and len(sts) == 2 + 21
+    # stem, head; the cell: 2 preprocessings, 14 edges x 7 ops (`none` adds nothing), 4 nodes, out
+    assert sts[0].name == "stem" and sts[-1].name == "head" and len(sts) == 2 + 2 + 14 * 7 + 4 + 1
     assert staged.stages(DartsSupernet(channels=2, layers=1, conv_impl="xla", dtype=jnp.float64)) is sts  # one set of programs
-    # the 14 edges of the reduction cell are two functions (stride 2 and stride 1): two sets of programs
-    assert len({st.apply for st in sts if "/edge_" in st.name}) == 2
-    # every parameter belongs to exactly one stage
-    owned = sorted([k for st in sts if st.path is None for k in st.keys]
-                   + ["/".join(st.path) for st in sts if st.path is not None])
-    expected = sorted([k for k in variables["params"] if not k.startswith("cell_")]
-                      + [f"{c}/{k}" for c in variables["params"] if c.startswith("cell_")
-                         for k in variables["params"][c]])
-    assert owned == expected
+    # the 98 ops of the reduction cell are 14 functions (7 ops at stride 2 and at stride 1)
+    ops = [st for st in sts if "/edge_" in st.name]
+    assert len({st.apply for st in ops}) == 14 and all(st.linear_in_a for st in ops)
+    assert [st.a_index for st in ops[:8]] == [(1, 0, m) for m in range(1, 8)] + [(1, 1, 1)]
+    assert _owned(sts) == _expected(variables["params"])  # every parameter belongs to exactly one stage
     g = _staged_equals_one_program(net, variables, sts, x, y, A, "darts")
     assert np.abs(np.asarray(g[1, :, 1:])).min() > 0 and not np.asarray(g[1, :, 0]).any()  # all but `none`
     assert not np.asarray(g[0]).any()          # the normal cell's weights are unused here
@@ -139,6 +152,56 @@ def test_darts_staged_step_equals_the_one_program_step(x64):
     s_ref, g_ref = staged.trace_and_grad(net, variables["params"], x, y, A)
     np.testing.assert_allclose(s_taps, s_ref, rtol=1e-12)
     np.testing.assert_allclose(g_taps, g_ref, rtol=1e-10, atol=1e-12 * float(np.abs(g_ref).max()))
+
+
+def test_darts_ops_switched_off_by_a_hard_sample_run_forward_mode_alone(x64, monkeypatch):
+    """With a hard sample (one op per edge weighted 1, the others exactly 0) the staged step
+    skips the unchosen ops' four programs (their value, v, tangent and cotangents are zeros)
+    and takes their d/da from ``dzero``, forward mode alone: the same (s, ds/dA) as running
+    everything, to float64 rounding, and as the one-program step (tested above at a soft A)."""
+    from nasi_jax.core import relax
+    from nasi_jax.spaces.darts.networks import DartsSupernet
+    net = DartsSupernet(channels=2, layers=1, conv_impl="xla-taps", dtype=jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3), jnp.float64)
+    y = jnp.array([0, 3])
+    g = jax.random.gumbel(jax.random.PRNGKey(2), (2, 14, 8), jnp.float64)
+    A = relax.relaxed_sample(jnp.zeros((2, 14, 8), jnp.float64), g, tau=1.0, hard=True)
+    params = net.init(jax.random.PRNGKey(0), x, A, train=False)["params"]
+    sts = staged.stages(net)
+    off = staged._switched_off(sts, A)
+    chosen = np.asarray(A[1, :, 1:]) != 0  # the reduction cell's ops (`none` has no stage)
+    assert len(off) == chosen.size - chosen.sum() > 0
+    assert all(sts[i].linear_in_a and float(A[sts[i].a_index]) == 0 for i in off)
+    seen = []  # a traced A's entries are unknown: nothing is switched off
+    jax.eval_shape(lambda A_: seen.append(staged._switched_off(sts, A_)) or A_, A)
+    assert seen == [frozenset()]
+
+    calls = {}
+    plain = staged._compiled.__wrapped__
+
+    def counting(stage_apply, vjp_apply):
+        def count(name, f):  # runs, not the abstract evaluations that give a zero value's shape
+            def run(*a):
+                if not any(isinstance(t, jax.core.Tracer) for t in jax.tree_util.tree_leaves(a)):
+                    calls[name] = calls.get(name, 0) + 1
+                return f(*a)
+            return run
+        return tuple(count(n, f) for n, f in zip(("fwd", "bwd", "tangent", "hbwd", "dzero"),
+                                                  plain(stage_apply, vjp_apply)))
+    monkeypatch.setattr(staged, "_compiled", counting)
+    s_all, g_all = staged.chain_trace_and_grad(sts, params, x, y, A, skip=False)
+    assert calls == {"fwd": len(sts) - 1, "bwd": len(sts), "tangent": len(sts) - 1, "hbwd": len(sts)}
+    calls.clear()
+    s, g_ = staged.chain_trace_and_grad(sts, params, x, y, A)
+    n_on = len(sts) - len(off)
+    assert calls == {"fwd": n_on - 1, "bwd": n_on, "tangent": n_on - 1, "hbwd": n_on, "dzero": len(off)}
+    np.testing.assert_allclose(s, s_all, rtol=1e-13)
+    np.testing.assert_allclose(g_, g_all, rtol=1e-10, atol=1e-12 * float(np.abs(g_all).max()))
+    assert np.array_equal(np.asarray(g_[1, :, 1:]) != 0, np.ones((14, 7), bool))  # every op has a gradient
+    assert float(staged.chain_trace(sts, params, x, y, A)) == float(s)
+    bad = [st._replace(a_index=(1, 0)) if st.linear_in_a else st for st in sts]  # a row, not an entry
+    with pytest.raises(ValueError, match="must pick one entry of A"):
+        staged._switched_off(bad, A)
 
 
 def test_nb201_staged_step_equals_the_one_program_step(x64):
@@ -179,8 +242,8 @@ def test_darts_stages_bn_options_and_trace_alone(x64):
     params = net.init(jax.random.PRNGKey(0), x, A, train=False)["params"]
     assert "scale" in str(jax.tree_util.tree_structure(params["cell_0"]["preprocess1"]))
     sts = stages_lib.stages(net, train=train)
-    owned = sorted(["/".join(st.path) for st in sts if st.path is not None])
-    assert owned == sorted(f"cell_0/{k}" for k in params["cell_0"])  # the affine parameters too
+    assert _owned(sts) == _expected(params)  # the affine parameters too (the pools' BatchNorms)
+    assert "max_pool_3x3" in params["cell_0"]["edge_0_2"]
     # eval-mode BN differs from train mode: the two stage lists give different losses
     assert float(staged.forward(sts, params, x, y, A)) != float(staged.forward(stages_lib.stages(net), params, x, y, A))
 

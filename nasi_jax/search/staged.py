@@ -24,7 +24,17 @@ the four node sums and the concatenation; the head (global pool, linear, mean cr
    ``grad_mode='fwd-rev'``.
 
 Stages of one function and one shape share their four compiled programs (jax caches them
-per shape): the 14 edges of a DARTS normal cell are one program, not fourteen.
+per shape): the 14 edges' ``sep_conv_3x3`` in a DARTS normal cell are one program, not fourteen.
+
+A stage ``linear_in_a`` (``c_i = a g_i(theta_i, c_in(i))`` with the scalar ``a = A[a_index]``:
+one op of a DARTS edge) whose ``a`` is exactly 0, as the unchosen ops of a hard sample
+(``one_hot + soft - stop_gradient(soft)``: exactly 0 off the chosen op), has
+``c_i = 0``, ``v_i = 0``, ``cdot_i = 0`` and sends zero cotangents back, whatever
+``g_i``; only ``d/da = <cbar_i, g_i> + <cdotbar_i, jvp g_i . cdot_in(i)>`` is needed. The
+step skips such a stage's four programs and runs that one (forward mode, no transposition):
+for DARTS, six of an edge's seven ops (``skip=False`` runs everything; the same values to
+float rounding, tested).
+
 Each stage costs about one more forward pass than the one-program step (recomputation), in
 exchange for programs one stage in size. Equal to the one-program step to float rounding
 (tested on a small supernet).
@@ -54,6 +64,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nasi_jax.core import ntk
 from nasi_jax.records import usable_cores
@@ -136,16 +147,64 @@ def _keep(parts: dict, k: int, src, outs) -> None:
                 parts[(k, pos, which)] = out if len(src) == 1 else out[pos]
 
 
-def _cotangent(get, parts: dict, feeds_j, which: int):
+def _cotangent(get, parts: dict, feeds_j, which: int, like):
     """The cotangent of one value: the sum, in ``feeds_j``'s order, of the ``which``-th input
     cotangent of every stage reading it, each taken out of ``parts`` (freed) once ``get`` has
-    seen that stage finish."""
+    seen that stage finish. A reader switched off (:func:`_switched_off`) passes back exact
+    zeros and keeps none; zeros like ``like`` when no reader kept one."""
     total = None
     for k, pos in feeds_j:
         get(k)  # waits for stage k
-        c = parts.pop((k, pos, which))
-        total = c if total is None else jax.tree_util.tree_map(jnp.add, total, c)
-    return total
+        c = parts.pop((k, pos, which), None)
+        if c is not None:
+            total = c if total is None else jax.tree_util.tree_map(jnp.add, total, c)
+    return jax.tree_util.tree_map(jnp.zeros_like, like) if total is None else total
+
+
+def _drop(get, parts: dict, feeds_j) -> None:
+    """Free, once they have run, what the readers ``feeds_j`` of a switched-off stage kept for
+    it: it takes nothing."""
+    for k, pos in feeds_j:
+        get(k)
+        for which in (0, 1):
+            parts.pop((k, pos, which), None)
+
+
+def _switched_off(sts: list[Stage], A) -> frozenset:
+    """The stages whose value is exactly zero at this ``A``: ``linear_in_a`` ones whose entry
+    ``A[a_index]`` is 0 (a hard sample's unchosen ops). Empty when ``A`` is being traced (its
+    values are unknown) or no stage is ``linear_in_a``. ValueError when such a stage's
+    ``a_index`` does not pick one entry of ``A``."""
+    if not any(st.linear_in_a for st in sts):
+        return frozenset()
+    try:
+        a = np.asarray(A)
+    except jax.errors.TracerArrayConversionError:
+        return frozenset()
+    off = set()
+    for i, st in enumerate(sts):
+        if st.linear_in_a:
+            if st.a_index is None or np.ndim(a[st.a_index]) != 0:
+                raise ValueError(f"stage {st.name!r} is linear_in_a, so its a_index must pick one entry of "
+                                 f"A (shape {a.shape}), got {st.a_index}")
+            if a[st.a_index] == 0:
+                off.add(i)
+    return frozenset(off)
+
+
+@functools.lru_cache(maxsize=256)
+def _zeros(shapes) -> Any:
+    """One shared (immutable) zero value per ``(treedef, ((shape, dtype), ...))``."""
+    treedef, leaves = shapes
+    return jax.tree_util.tree_unflatten(treedef, [jnp.zeros(sh, dt) for sh, dt in leaves])
+
+
+def _zero_value(prog, *args):
+    """Zeros of ``prog(*args)``'s shape and dtype, without running it (jax caches the
+    abstract evaluation of a jitted program; the zeros are shared per shape)."""
+    out = jax.eval_shape(prog, *args)
+    return _zeros((jax.tree_util.tree_structure(out),
+                   tuple((o.shape, np.dtype(o.dtype)) for o in jax.tree_util.tree_leaves(out))))
 
 
 def default_workers() -> int:
@@ -206,9 +265,12 @@ def _programs(st: Stage):
 
 @functools.lru_cache(maxsize=None)
 def _compiled(stage_apply, vjp_apply):
-    """The four jitted programs of one stage function (cached per function; jax caches each
-    program per input shape, so stages of one shape share them); ``bwd`` differentiates
-    ``vjp_apply`` (the same function in its reverse-mode form, :class:`Stage`)."""
+    """The jitted programs of one stage function (cached per function; jax caches each
+    program per input shape, so stages of one shape share them): the four of the module
+    docstring, ``bwd`` differentiating ``vjp_apply`` (the same function in its reverse-mode
+    form, :class:`Stage`), and ``dzero``: ``d/da (<cbar, f> + <cdotbar, fdot>)`` of a stage
+    linear in its scalar ``a`` where ``a = 0`` (so ``v = 0``): ``<cbar, f(a=1)> + <cdotbar,
+    jvp_c f(a=1) . cdot>``, forward mode alone."""
     f = stage_apply
 
     def fwd(p, c, A, y):
@@ -227,7 +289,13 @@ def _compiled(stage_apply, vjp_apply):
         _, vjp = jax.vjp(h, A, c, cdot)
         return vjp((cbar, cdotbar))
 
-    return jax.jit(fwd), jax.jit(bwd), jax.jit(tangent), jax.jit(hbwd)
+    def dzero(p, c, cdot, a, y, cbar, cdotbar):
+        one = jnp.ones_like(a)
+        val, tan = jax.jvp(lambda c_: f(p, c_, one, y), (c,), (cdot,))
+        dots = jax.tree_util.tree_map(lambda u, w: jnp.vdot(u, w), (cbar, cdotbar), (val, tan))
+        return sum(jax.tree_util.tree_leaves(dots)).astype(a.dtype)
+
+    return jax.jit(fwd), jax.jit(bwd), jax.jit(tangent), jax.jit(hbwd), jax.jit(dzero)
 
 
 def trace_and_grad(net, params: Any, x: jax.Array, y: jax.Array, A: jax.Array,
@@ -253,36 +321,45 @@ def forward(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Ar
     return vals[len(sts) - 1]
 
 
-def _forward_and_v(sts, params, x, y, A, workers):
+def _forward_and_v(sts, params, x, y, A, workers, skip):
     """The forward pass (stage values kept) and 1. ``v = grad_theta L`` (per stage), reverse
-    through the stages, each stage's VJP recomputing its forward pass."""
+    through the stages, each stage's VJP recomputing its forward pass. A stage switched off
+    (``skip``, :func:`_switched_off`) has the value zero and ``v`` None (zero), and runs nothing."""
     n, ins = len(sts), _inputs(sts)
     feeds, parts = _feeds(ins), {}
     fns = [_programs(st) for st in sts]
     ps = [_sub(params, st) for st in sts]
     As = [A if st.a_index is None else A[st.a_index] for st in sts]
-    vals = _run_stages(range(n - 1), lambda i, get: fns[i][0](ps[i], _carry(get, ins[i]), As[i], y),
-                       workers, {-1: x})
+    off = _switched_off(sts, A) if skip else frozenset()
+
+    def fwd(i, get):
+        args = (ps[i], _carry(get, ins[i]), As[i], y)
+        return _zero_value(fns[i][0], *args) if i in off else fns[i][0](*args)
+
+    vals = _run_stages(range(n - 1), fwd, workers, {-1: x})
     dt = jax.eval_shape(sts[-1].apply, ps[-1], _carry(vals.__getitem__, ins[-1]), As[-1], y).dtype  # the loss's
     ones = jnp.ones((), dt)
 
     def bwd(i, get):  # v_i, once every stage reading c_i has run (cbar_in(i) kept in parts)
-        cbar = ones if i == n - 1 else _cotangent(get, parts, feeds[i], 0)
+        if i in off:
+            _drop(get, parts, feeds[i])
+            return None
+        cbar = ones if i == n - 1 else _cotangent(get, parts, feeds[i], 0, vals[i])
         v, cin = fns[i][1](ps[i], _carry(vals.__getitem__, ins[i]), As[i], y, cbar)
         _keep(parts, i, ins[i], (cin,))
         return v
 
     back = _run_stages(reversed(range(n)), bwd, workers, {})
     vs = [back[i] for i in range(n)]
-    return fns, ps, As, vals, vs, dt, feeds
+    return fns, ps, As, vals, vs, dt, feeds, off
 
 
 def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: jax.Array,
-                workers: int | None = None) -> jax.Array:
+                workers: int | None = None, skip: bool = True) -> jax.Array:
     """``s = ||grad_theta L||^2`` (eq. 12) alone, stage by stage: the forward pass and one
     reverse pass, about a third of :func:`chain_trace_and_grad`'s work (no ``grad_A``). The
-    same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs). Arguments as
-    :func:`chain_trace_and_grad`'s; returns a scalar of the loss's dtype.
+    same value as :func:`chain_trace_and_grad`'s ``s`` (the same programs). Arguments
+    (``skip`` too) as :func:`chain_trace_and_grad`'s; returns a scalar of the loss's dtype.
 
     Example (the toy chain of the module docstring):
         >>> import jax.numpy as jnp
@@ -294,12 +371,13 @@ def chain_trace(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array, A: ja
         >>> bool(chain_trace(sts, params, x, y, A) == chain_trace_and_grad(sts, params, x, y, A)[0])
         True
     """
-    vs = _forward_and_v(sts, params, x, y, A, default_workers() if workers is None else workers)[4]
-    return sum(ntk.tree_sq_norm(v) for v in vs)
+    vs = _forward_and_v(sts, params, x, y, A, default_workers() if workers is None else workers, skip)[4]
+    return sum(ntk.tree_sq_norm(v) for v in vs if v is not None)
 
 
 def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Array,
-                         A: jax.Array, workers: int | None = None) -> tuple[jax.Array, jax.Array]:
+                         A: jax.Array, workers: int | None = None, skip: bool = True
+                         ) -> tuple[jax.Array, jax.Array]:
     """:func:`trace_and_grad` for any graph of stages (:class:`Stage`; a chain when no stage
     names its ``inputs``; the last one returns the scalar loss); ``params`` holds every stage's
     parameters. The reverse passes run a stage once every stage reading its value has run, and
@@ -307,24 +385,36 @@ def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Arr
 
     ``workers``: threads the stages run on, independent stages side by side (default
     :func:`default_workers`); any number gives the same bits (tested; :func:`_run_stages`
-    says what does not reach the threads)."""
+    says what does not reach the threads).
+
+    ``skip`` (default True): a stage ``linear_in_a`` whose entry of ``A`` is exactly 0 (with
+    hard samples, the unchosen ops of every DARTS edge) runs none of its four programs: its
+    value, ``v``, tangent and input cotangents are exact zeros; its ``d/da`` comes from its
+    ``dzero`` program (forward mode). The same ``s`` and ``grad_A s`` to float rounding as
+    ``skip=False`` (tested), in a fraction of the time. Only where ``A`` is concrete (the host
+    loop), not while it is being traced."""
     n, ins = len(sts), _inputs(sts)
     workers = default_workers() if workers is None else workers
-    fns, ps, As, vals, vs, dt, feeds = _forward_and_v(sts, params, x, y, A, workers)
-    s = sum(ntk.tree_sq_norm(v) for v in vs)
+    fns, ps, As, vals, vs, dt, feeds, off = _forward_and_v(sts, params, x, y, A, workers, skip)
+    s = sum(ntk.tree_sq_norm(v) for v in vs if v is not None)
+
     # 2. tangents of the stage outputs along v (the input x has none)
-    cdots = _run_stages(range(n - 1), lambda i, get: fns[i][2](
-        ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(get, ins[i]), As[i], y),
-        workers, {-1: jnp.zeros_like(x)})
+    def tangent(i, get):
+        args = (ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(get, ins[i]), As[i], y)
+        return vals[i] if i in off else fns[i][2](*args)  # vals[i]: the shared zeros
+
+    cdots = _run_stages(range(n - 1), tangent, workers, {-1: jnp.zeros_like(x)})
     # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss
     zero, one = jnp.zeros((), dt), jnp.ones((), dt)
 
     parts: dict = {}
 
     def hbwd(i, get):  # Abar_i (cbar_in(i), cdotbar_in(i) kept in parts)
-        cbar, cdotbar = (zero, one) if i == n - 1 else (_cotangent(get, parts, feeds[i], k) for k in (0, 1))
-        Abar, cin, cdotin = fns[i][3](ps[i], vs[i], _carry(vals.__getitem__, ins[i]),
-                                      _carry(cdots.__getitem__, ins[i]), As[i], y, cbar, cdotbar)
+        cbar, cdotbar = (zero, one) if i == n - 1 else (_cotangent(get, parts, feeds[i], k, vals[i]) for k in (0, 1))
+        c, cdot = _carry(vals.__getitem__, ins[i]), _carry(cdots.__getitem__, ins[i])
+        if i in off:
+            return fns[i][4](ps[i], c, cdot, As[i], y, cbar, cdotbar)
+        Abar, cin, cdotin = fns[i][3](ps[i], vs[i], c, cdot, As[i], y, cbar, cdotbar)
         _keep(parts, i, ins[i], (cin, cdotin))
         return Abar
 

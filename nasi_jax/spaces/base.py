@@ -64,6 +64,12 @@ class Stage(NamedTuple):
       the staged step's first reverse pass; None: ``apply``. ``apply`` itself must allow
       ``jax.jvp`` and reverse mode over it (DARTS: depthwise convolutions with hand-written
       rules, :mod:`nasi_jax.spaces.darts.taps`, one form per mode).
+    * ``linear_in_a``: ``a`` is a scalar and ``apply`` is linear in it,
+      ``apply(p, c, a, y) == a * apply(p, c, 1, y)`` (DARTS: one op of a mixed edge, weighted
+      by its entry of ``A``). Where that entry is exactly 0 (a hard sample's unchosen ops) the
+      stage's value, its ``grad_theta``, its tangent and what it passes back are exactly
+      zero, so the staged step skips those programs and takes ``d/da`` from one forward-mode
+      program (:func:`nasi_jax.search.staged.chain_trace_and_grad`).
 
     Every parameter belongs to exactly one stage (checked by the staged step).
     """
@@ -75,6 +81,7 @@ class Stage(NamedTuple):
     a_index: tuple[int, ...] | None = None
     path: tuple[str, ...] | None = None
     vjp_apply: Callable | None = None
+    linear_in_a: bool = False
 
 
 class Space(abc.ABC):
