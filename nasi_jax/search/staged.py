@@ -400,8 +400,9 @@ def chain_trace_and_grad(sts: list[Stage], params: Any, x: jax.Array, y: jax.Arr
 
     # 2. tangents of the stage outputs along v (the input x has none)
     def tangent(i, get):
-        args = (ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(get, ins[i]), As[i], y)
-        return vals[i] if i in off else fns[i][2](*args)  # vals[i]: the shared zeros
+        if i in off:
+            return vals[i]  # the shared zeros
+        return fns[i][2](ps[i], vs[i], _carry(vals.__getitem__, ins[i]), _carry(get, ins[i]), As[i], y)
 
     cdots = _run_stages(range(n - 1), tangent, workers, {-1: jnp.zeros_like(x)})
     # 3. grad_A D through the JVP'd stages, from (cbar, cdotbar) = (0, 1) at the loss

@@ -111,10 +111,7 @@ def _fn(kind: str, train: bool, *args):
     """One function object per kind, BatchNorm mode and module configuration, so that stages of
     one shape share their compiled programs."""
     if kind == "op":  # args: op name, C, stride, cfg
-        name, C, stride, cfg = args
-        return functools.partial(_op_apply, Op(name, C, stride, affine=cfg.cell_affine, search=True, cfg=cfg), train)
-    if kind == "node":
-        return functools.partial(_node_sum, args)
+        return functools.partial(_op_apply, _op(*args), train)
     cfg = args[1]
     module = FactorizedReduce(args[0], cfg.cell_affine, cfg) if kind == "reduce" else \
         ReLUConvBN(args[0], 1, 1, 0, cfg.cell_affine, cfg)
@@ -168,18 +165,29 @@ def _stages(channels, layers, num_classes, init_scheme, dtype, conv_impl, cell_a
                                      vjp_apply=_fn("op", train, OPS[m], C, stride, rev_cfg) if taps else None,
                                      linear_in_a=True))
                 e += 1
-            states.append(add(f"{cell}/node_{k}", _fn("node", train, *([NUM_OPS - 1] * k)), terms))
+            states.append(add(f"{cell}/node_{k}", _node_fn((NUM_OPS - 1,) * k), terms))
         prev_prev, prev = prev, add(f"{cell}/out", _concat, states[2:])
         reduction_prev = reduction
     out.append(Stage("head", ("classifier",), functools.partial(_head_apply, cfg, num_classes), (prev,)))
     return out
 
 
+def _op(name: str, C: int, stride: int, cfg: Cfg) -> Op:
+    """The op as a mixed edge builds it (:class:`~nasi_jax.spaces.darts.networks.MixedEdge`)."""
+    return Op(name, C, stride, affine=cfg.cell_affine, search=True, cfg=cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def _node_fn(sizes: tuple[int, ...]):
+    """One node-sum function per edge sizes (BatchNorm plays no part: one for both modes)."""
+    return functools.partial(_node_sum, sizes)
+
+
 @functools.lru_cache(maxsize=None)
 def _has_params(op: str, C: int, stride: int, cfg: Cfg) -> bool:
     """Whether the op (as a mixed edge builds it) has parameters: pools only with affine
     BatchNorms, ``skip_connect`` only at stride 2."""
-    module = Op(op, C, stride, affine=cfg.cell_affine, search=True, cfg=cfg)
+    module = _op(op, C, stride, cfg)
     shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, C), cfg.dtype), False))
     return bool(jax.tree_util.tree_leaves(shapes.get("params", {})))
 
@@ -190,3 +198,4 @@ def clear_cache() -> None:
     _stages.cache_clear()
     _fn.cache_clear()
     _has_params.cache_clear()
+    _node_fn.cache_clear()
